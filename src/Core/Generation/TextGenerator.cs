@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using LoraPS.Models;
+using LoraPS.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraPS.Generation;
+
+/// <summary>What to generate: a prompt, a length limit, how to pick tokens.</summary>
+public sealed record GenerationRequest
+{
+    /// <summary>The text to continue. Empty = start from the tokenizer's BOS token alone.</summary>
+    public string Prompt { get; init; } = "";
+    public int MaxNewTokens { get; init; } = 128;
+    public SamplingOptions Sampling { get; init; } = new();
+    /// <summary>Feed only the new token each step and reuse cached keys/values (the fast path). False recomputes the
+    /// whole sequence every step; it exists to measure what the cache saves.</summary>
+    public bool UseKvCache { get; init; } = true;
+    /// <summary>Stop as soon as the completion contains one of these strings (it is cut before the stop string).</summary>
+    public IReadOnlyList<string> StopSequences { get; init; } = Array.Empty<string>();
+}
+
+/// <summary>Why generation ended.</summary>
+public enum FinishReason { EndOfSequence, Length, StopSequence, Cancelled }
+
+/// <summary>One generated completion, with what it cost.</summary>
+public sealed record GenerationResult(
+    string Prompt,
+    string Completion,
+    string Text,
+    int PromptTokens,
+    int GeneratedTokens,
+    FinishReason FinishReason,
+    TimeSpan Elapsed,
+    double TokensPerSecond,
+    IReadOnlyList<long> TokenIds);
+
+/// <summary>
+/// Autoregressive generation for causal LMs: encode the prompt, run it once (the prefill), then pick one token at a
+/// time, feeding only that token back when the KV cache is on. Stops at an EOS token, a stop sequence, the length
+/// limit, the model's context length, or cancellation.
+/// </summary>
+public static class TextGenerator
+{
+    /// <param name="progress">Called after each new token with the number generated so far.</param>
+    public static GenerationResult Generate(TransformerModel model, TextTokenizer tokenizer, GenerationRequest request,
+        CancellationToken cancellationToken = default, Action<int>? progress = null)
+    {
+        if (model.HeadKind != ModelHeadKind.CausalLM)
+            throw new InvalidOperationException($"Generation needs a causal language model; this {model.Config.ModelType} model has a {model.HeadKind} head.");
+        if (request.MaxNewTokens < 0)
+            throw new ArgumentException($"MaxNewTokens must be 0 or more; got {request.MaxNewTokens}.", nameof(request));
+
+        var promptIds = tokenizer.Encode(request.Prompt, addSpecialTokens: true).Select(i => (long)i).ToList();
+        if (promptIds.Count == 0)
+            throw new ArgumentException("The prompt is empty and the tokenizer adds no BOS token to start from; give a prompt.", nameof(request));
+        long contextLength = model.Config.MaxPositionEmbeddings;
+        if (contextLength > 0 && promptIds.Count >= contextLength)
+            throw new ArgumentException($"The prompt is {promptIds.Count} tokens; the model's context is {contextLength}. Shorten the prompt.", nameof(request));
+
+        int budget = contextLength > 0 ? (int)Math.Min(request.MaxNewTokens, contextLength - promptIds.Count) : request.MaxNewTokens;
+        var eos = tokenizer.EosTokenIds.Select(i => (long)i).Concat(model.Config.EosTokenIds.Select(i => (long)i)).ToHashSet();
+        var generated = new List<long>();
+        var reason = FinishReason.Length;
+        string completion = "";
+        var clock = Stopwatch.StartNew();
+
+        using var sampler = new TokenSampler(request.Sampling);
+        using var cache = request.UseKvCache ? model.CreateKvCache(promptIds.Count + budget) : null;
+        using (no_grad())
+        {
+            bool wasTraining = model.training;
+            model.eval();
+            try
+            {
+                IReadOnlyList<long> step = promptIds;   // what the next forward pass sees
+                while (generated.Count < budget)
+                {
+                    if (cancellationToken.IsCancellationRequested) { reason = FinishReason.Cancelled; break; }
+                    long next;
+                    using (var scope = NewDisposeScope())
+                    {
+                        var input = tensor(step.ToArray(), dtype: ScalarType.Int64).unsqueeze(0);
+                        var output = model.Forward(input, cache: cache);
+                        next = sampler.Next(output.Logits![.., -1, ..])[0];
+                    }
+                    if (eos.Contains(next)) { reason = FinishReason.EndOfSequence; break; }
+                    generated.Add(next);
+                    progress?.Invoke(generated.Count);
+                    if (request.StopSequences.Count > 0)
+                    {
+                        completion = tokenizer.Decode(generated.Select(i => (int)i));
+                        int cut = FirstStop(completion, request.StopSequences);
+                        if (cut >= 0) { completion = completion[..cut]; reason = FinishReason.StopSequence; break; }
+                    }
+                    step = cache is null ? promptIds.Concat(generated).ToList() : new[] { next };
+                }
+            }
+            finally
+            {
+                if (wasTraining) model.train();
+            }
+        }
+        clock.Stop();
+        if (reason != FinishReason.StopSequence) completion = tokenizer.Decode(generated.Select(i => (int)i));
+        var text = reason == FinishReason.StopSequence
+            ? tokenizer.Decode(promptIds.Select(i => (int)i)) + completion
+            : tokenizer.Decode(promptIds.Concat(generated).Select(i => (int)i));
+        double seconds = clock.Elapsed.TotalSeconds;
+        return new GenerationResult(request.Prompt, completion, text, promptIds.Count, generated.Count, reason, clock.Elapsed,
+            seconds > 0 ? generated.Count / seconds : 0, generated);
+    }
+
+    static int FirstStop(string text, IReadOnlyList<string> stops)
+    {
+        int best = -1;
+        foreach (var s in stops)
+        {
+            if (string.IsNullOrEmpty(s)) continue;
+            int i = text.IndexOf(s, StringComparison.Ordinal);
+            if (i >= 0 && (best < 0 || i < best)) best = i;
+        }
+        return best;
+    }
+}

@@ -1,0 +1,105 @@
+using LoraPS.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+using IOPath = System.IO.Path;
+
+namespace LoraPS.Models;
+
+/// <summary>Compute precision of a loaded model's weights and activations.</summary>
+public enum Precision
+{
+    /// <summary>32-bit float: the reference precision.</summary>
+    FP32,
+    /// <summary>bfloat16: about 2.5× faster matmuls on CPUs with AVX-512 BF16; norms, softmax and RoPE stay fp32.</summary>
+    BF16,
+}
+
+/// <summary>
+/// A model as LoraPS holds it: the network, its tokenizer, and where it came from. This is the object
+/// <c>Import-LoraModel</c> returns and every other cmdlet takes. It owns the weights: dispose it to free them.
+/// </summary>
+public sealed class LoraModel : IDisposable
+{
+    readonly LoadedModel loaded;
+    bool disposed;
+
+    LoraModel(LoadedModel loaded, TextTokenizer tokenizer, Precision precision)
+    {
+        this.loaded = loaded;
+        Tokenizer = tokenizer;
+        Precision = precision;
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face model folder: <c>config.json</c>, safetensors weights (single or sharded) and a tokenizer.
+    /// Nothing in the folder is executed and pickle files are never read.
+    /// </summary>
+    public static LoraModel Load(string directory, Precision precision = Precision.FP32, ModelHeadKind? head = null, int? numLabels = null)
+    {
+        var full = IOPath.GetFullPath(directory);
+        if (!Directory.Exists(full))
+            throw new DirectoryNotFoundException($"The model folder '{full}' does not exist. Give a folder with config.json, model.safetensors and a tokenizer.");
+        // The tokenizer first: it is cheap, and a folder without one fails before the weights are read.
+        var tokenizer = TextTokenizer.Load(full);
+        var loaded = ModelLoader.Load(full, new ModelLoadOptions { DType = ToScalarType(precision), Head = head, NumLabels = numLabels });
+        return new LoraModel(loaded, tokenizer, precision);
+    }
+
+    /// <summary>The model folder shipped with LoraPS (stories260K), beside the engine assembly or in the source tree.</summary>
+    public static string BundledModelPath
+    {
+        get
+        {
+            const string name = "stories260K";
+            var here = IOPath.GetDirectoryName(typeof(LoraModel).Assembly.Location) ?? AppContext.BaseDirectory;
+            for (var dir = new DirectoryInfo(here); dir is not null; dir = dir.Parent)
+            {
+                var candidate = IOPath.Combine(dir.FullName, "models", name);
+                if (File.Exists(IOPath.Combine(candidate, "config.json"))) return candidate;
+            }
+            throw new DirectoryNotFoundException($"The bundled model '{name}' was not found beside {here} or above it. Give a model folder with -Path.");
+        }
+    }
+
+    public TransformerModel Network { get { ThrowIfDisposed(); return loaded.Model; } }
+    public TextTokenizer Tokenizer { get; }
+    public ModelConfig Config => loaded.Config;
+    public LoadReport LoadReport => loaded.Report;
+    public Precision Precision { get; }
+
+    /// <summary>The folder name, e.g. <c>stories260K</c>.</summary>
+    public string Name => IOPath.GetFileName(loaded.Source.TrimEnd(IOPath.DirectorySeparatorChar));
+    /// <summary>The folder the model was loaded from.</summary>
+    public string Path => loaded.Source;
+    public string Architecture => Config.ModelType;
+    public ModelHeadKind Head => loaded.HeadKind;
+    public long Parameters => loaded.ParameterCount;
+    /// <summary>Bytes of parameter memory held by the weights.</summary>
+    public long MemoryBytes => loaded.ParameterBytes;
+    public int Layers => Config.NumHiddenLayers;
+    public int HiddenSize => Config.HiddenSize;
+    public int VocabSize => Config.VocabSize;
+    public int ContextLength => Config.MaxPositionEmbeddings;
+    public bool IsDisposed => disposed;
+
+    public static ScalarType ToScalarType(Precision precision) => precision switch
+    {
+        Precision.FP32 => ScalarType.Float32,
+        Precision.BF16 => ScalarType.BFloat16,
+        _ => throw new ArgumentOutOfRangeException(nameof(precision), precision, "Use FP32 or BF16."),
+    };
+
+    void ThrowIfDisposed()
+    {
+        if (disposed) throw new ObjectDisposedException(nameof(LoraModel), $"The model '{Name}' was removed (disposed); import it again with Import-LoraModel.");
+    }
+
+    public override string ToString() => $"{Name} ({Architecture}, {Parameters:N0} parameters, {Precision})";
+
+    public void Dispose()
+    {
+        if (disposed) return;
+        disposed = true;
+        loaded.Dispose();
+    }
+}
