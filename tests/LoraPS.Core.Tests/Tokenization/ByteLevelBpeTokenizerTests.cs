@@ -12,6 +12,7 @@ namespace LoraPS.Tests.Tokenization;
 public class ByteLevelBpeTokenizerTests
 {
     private const int EndOfText = 270;
+    private const int Mask = 271;
 
     // GPT-2's bytes_to_unicode, written out independently of LoraPS.
     private static char Sym(int b) =>
@@ -61,7 +62,12 @@ public class ByteLevelBpeTokenizerTests
             version = "1.0",
             truncation = (object?)null,
             padding = (object?)null,
-            added_tokens = new[] { new { id = EndOfText, content = "<|endoftext|>", single_word = false, lstrip = false, rstrip = false, normalized = false, special = true } },
+            added_tokens = new[]
+            {
+                new { id = EndOfText, content = "<|endoftext|>", single_word = false, lstrip = false, rstrip = false, normalized = false, special = true },
+                // RoBERTa's <mask> swallows the space before it.
+                new { id = Mask, content = "<mask>", single_word = false, lstrip = true, rstrip = false, normalized = false, special = true },
+            },
             normalizer = (object?)null,
             pre_tokenizer = preTokenizer,
             post_processor = new { type = "ByteLevel", add_prefix_space = true, trim_offsets = false, use_regex = true },
@@ -102,7 +108,7 @@ public class ByteLevelBpeTokenizerTests
     {
         TextTokenizer t = Load(arrayMerges: arrayMerges);
         Assert.Equal("Byte-level BPE (tokenizer.json)", t.Kind);
-        Assert.Equal(271, t.VocabSize);
+        Assert.Equal(272, t.VocabSize);
         Assert.Equal([262, 267], t.Encode("Hello world"));                 // "Hello" "Ġworld"
         Assert.Equal([262, 258, 267], t.Encode("Hello the world"));        // "Ġthe" = "Ġt"+"he", not "Ġ"+"the"
         Assert.Equal(["Hello", G + "the", G + "world"], t.Tokenize("Hello the world"));
@@ -110,6 +116,8 @@ public class ByteLevelBpeTokenizerTests
         Assert.Equal([104, 0xC3, 0xA9, 260, 32, 0xF0, 0x9F, 0x99, 0x82], t.Encode("héllo \U0001F642"));
         Assert.Equal([268, '3'], t.Encode("123"));                         // GPT-2 keeps a digit run together
         Assert.Equal([262, EndOfText, 262], t.Encode("Hello<|endoftext|>Hello"));
+        Assert.Equal([262, Mask, 'w', 264, 'l', 'd'], t.Encode("Hello <mask>world"));
+        Assert.Equal([262, 32, EndOfText], t.Encode("Hello <|endoftext|>"));   // no lstrip: the space stays
     }
 
     [Fact]
