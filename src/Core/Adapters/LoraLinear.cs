@@ -230,6 +230,17 @@ public sealed class LoraLinear : Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// DoRA's ‖W + s·B·A‖₂ per output row for <paramref name="adapter"/> (detached), shape (out). Meaningful while
+    /// the adapter is not merged (W must be the base weight).
+    /// </summary>
+    public Tensor DoraWeightNorm(string adapter)
+    {
+        var options = Options(adapter);
+        using var scope = NewDisposeScope();
+        return WeightNorm(_baseLayer.weight!, LoraB(adapter), LoraA(adapter), options.Scaling).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// Adds <paramref name="name"/> as a weighted combination of existing adapters (PEFT's
     /// <c>add_weighted_adapter</c> for this layer). The new adapter has α = r (scaling 1), no rsLoRA, the dropout of
     /// the first source, and starts inactive. Sources this layer does not have are skipped, as in PEFT.
