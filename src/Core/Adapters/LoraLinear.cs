@@ -35,7 +35,7 @@ namespace LoraPS.Adapters;
 /// transposed into one, so <see cref="FanInFanOut"/> only tells exporters to transpose merged weights back.
 /// </para>
 /// </remarks>
-public sealed class LoraLinear : Module<Tensor, Tensor>
+public sealed partial class LoraLinear : Module<Tensor, Tensor>
 {
     [TorchSharp.Utils.ComponentName(Name = "base_layer")]
     readonly Linear _baseLayer;
@@ -56,7 +56,7 @@ public sealed class LoraLinear : Module<Tensor, Tensor>
     readonly Dictionary<string, Tensor> _doraMergeNorms = new(StringComparer.Ordinal);
     bool _disabled;
 
-    /// <summary>Wraps <paramref name="baseLayer"/> and freezes its weight and bias.</summary>
+    /// <summary>Wraps <paramref name="baseLayer"/>, which it then owns (disposing the LoRA layer disposes it), and freezes its weight and bias.</summary>
     /// <param name="baseLayer">The layer to adapt; W is (out, in).</param>
     /// <param name="fanInFanOut">True when the checkpoint stores this weight as (in, out) (GPT-2 <c>Conv1D</c>).</param>
     public LoraLinear(Linear baseLayer, bool fanInFanOut = false) : base(nameof(LoraLinear))
@@ -214,161 +214,6 @@ public sealed class LoraLinear : Module<Tensor, Tensor>
         _adapters.Remove(adapter);
         if (_active.Remove(adapter) && _active.Count == 0 && _adapters.Count > 0) _active.Add(_adapters[0]);
         if (!_disabled) UpdateTrainable();
-    }
-
-    /// <summary>
-    /// ΔW = s·B·A for <paramref name="adapter"/>, shape (out, in), in float32 (or the adapter dtype if wider).
-    /// Differentiable; for DoRA this is the directional update only, not the merged change.
-    /// </summary>
-    public Tensor DeltaWeight(string adapter)
-    {
-        var options = Options(adapter);
-        using var scope = NewDisposeScope();
-        var dtype = ComputeDtype(LoraA(adapter).dtype);
-        var delta = LoraB(adapter).to(dtype).matmul(LoraA(adapter).to(dtype)) * options.Scaling;
-        return delta.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// DoRA's ‖W + s·B·A‖₂ per output row for <paramref name="adapter"/> (detached), shape (out). Meaningful while
-    /// the adapter is not merged (W must be the base weight).
-    /// </summary>
-    public Tensor DoraWeightNorm(string adapter)
-    {
-        var options = Options(adapter);
-        using var scope = NewDisposeScope();
-        return WeightNorm(_baseLayer.weight!, LoraB(adapter), LoraA(adapter), options.Scaling).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// Adds <paramref name="name"/> as a weighted combination of existing adapters (PEFT's
-    /// <c>add_weighted_adapter</c> for this layer). The new adapter has α = r (scaling 1), no rsLoRA, the dropout of
-    /// the first source, and starts inactive. Sources this layer does not have are skipped, as in PEFT.
-    /// </summary>
-    /// <param name="adapters">Source adapter names.</param>
-    /// <param name="weights">One weight per source; negative weights subtract.</param>
-    /// <param name="name">Name of the new adapter.</param>
-    /// <param name="combination">How to combine; a single source always uses <see cref="AdapterCombinationType.Linear"/> (PEFT).</param>
-    /// <param name="svdRank">Rank for <see cref="AdapterCombinationType.Svd"/>; default the largest source rank.</param>
-    /// <param name="svdClamp">Quantile for clamping the SVD factors; null for none.</param>
-    public void AddWeightedAdapter(
-        IReadOnlyList<string> adapters,
-        IReadOnlyList<double> weights,
-        string name,
-        AdapterCombinationType combination = AdapterCombinationType.Svd,
-        int? svdRank = null,
-        double? svdClamp = null)
-    {
-        ArgumentNullException.ThrowIfNull(adapters);
-        ArgumentNullException.ThrowIfNull(weights);
-        if (adapters.Count == 0) throw new ArgumentException("Give at least one adapter to combine.", nameof(adapters));
-        if (adapters.Count != weights.Count) throw new ArgumentException($"{adapters.Count} adapters but {weights.Count} weights; give one weight per adapter.", nameof(weights));
-        CheckNewName(name);
-
-        var present = adapters.Zip(weights).Where(p => _options.ContainsKey(p.First)).ToList();
-        if (present.Count == 0) throw new KeyNotFoundException($"None of {string.Join(", ", adapters)} is an adapter of this layer; it has {string.Join(", ", _adapters)}.");
-        var dora = present.FirstOrDefault(p => _options[p.First].UseDora).First;
-        if (dora is not null) throw new NotSupportedException($"Adapter '{dora}' is a DoRA adapter; its magnitude vector has no defined weighted combination.");
-        if (adapters.Count == 1) combination = AdapterCombinationType.Linear;
-
-        var ranks = present.Select(p => _options[p.First].Rank).ToList();
-        int rank = combination switch
-        {
-            AdapterCombinationType.Linear when ranks.Distinct().Count() > 1 =>
-                throw new ArgumentException($"The linear combination needs equal ranks, got {string.Join(", ", present.Select(p => $"{p.First}: r={_options[p.First].Rank}"))}; use Cat or Svd."),
-            AdapterCombinationType.Linear => ranks[0],
-            AdapterCombinationType.Cat => ranks.Sum(),
-            _ => svdRank ?? ranks.Max(),
-        };
-        if (combination == AdapterCombinationType.Svd && (rank < 1 || rank > Math.Min(InFeatures, OutFeatures)))
-            throw new ArgumentOutOfRangeException(nameof(svdRank), rank, $"The SVD rank must be between 1 and min(in, out) = {Math.Min(InFeatures, OutFeatures)}.");
-
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var dtype = LoraA(present[0].First).dtype;
-        var compute = ComputeDtype(dtype);
-        var sources = present.Select(p => new AdapterCombination.Source(
-            LoraA(p.First).to(compute), LoraB(p.First).to(compute), _options[p.First].Scaling, p.Second)).ToList();
-        var (a, b) = combination switch
-        {
-            AdapterCombinationType.Linear => AdapterCombination.Linear(sources),
-            AdapterCombinationType.Cat => AdapterCombination.Cat(sources),
-            _ => AdapterCombination.Svd(sources, rank, svdClamp),
-        };
-        var options = new LoraLayerOptions { Rank = rank, Alpha = rank, Dropout = _options[present[0].First].Dropout };
-        Register(name, options, a.to(dtype), b.to(dtype), null);
-    }
-
-    /// <summary>
-    /// Folds adapters into W: W += s·B·A, or for DoRA W = (m/‖W + s·B·A‖)·(W + s·B·A) with the norm cached for
-    /// <see cref="Unmerge"/>. Computed in float32 and cast back to W's dtype. Adapters already merged are skipped,
-    /// so merging twice equals merging once.
-    /// </summary>
-    /// <param name="adapters">Adapters to merge; null merges the active ones.</param>
-    /// <param name="safeMerge">Check the result for NaN/Inf before writing it (PEFT's <c>safe_merge</c>).</param>
-    /// <returns>The adapters merged by this call.</returns>
-    public IReadOnlyList<string> Merge(IEnumerable<string>? adapters = null, bool safeMerge = false)
-    {
-        var toMerge = (adapters ?? _active).Select(Known).Distinct(StringComparer.Ordinal).Where(a => !_merged.Contains(a)).ToList();
-        var weight = _baseLayer.weight!;
-        foreach (var adapter in toMerge)
-        {
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            var w = weight.to(ScalarType.Float32);
-            var delta = DeltaWeight(adapter).to(ScalarType.Float32);
-            Tensor merged;
-            if (Magnitude(adapter) is { } m)
-            {
-                // scaling is already inside delta, so the norm uses s = 1 here.
-                var norm = linalg.norm(w + delta, dims: [1]);
-                merged = (m.to(ScalarType.Float32) / norm).view(-1, 1) * (w + delta);
-                _doraMergeNorms[adapter] = norm.DetachFromDisposeScope();
-            }
-            else
-            {
-                merged = w + delta;
-            }
-            if (safeMerge && !merged.isfinite().all().item<bool>())
-            {
-                if (_doraMergeNorms.Remove(adapter, out var cached)) cached.Dispose();
-                throw new InvalidOperationException($"Merging adapter '{adapter}' would put NaN or Inf into the weight; the weight was left unchanged.");
-            }
-            weight.copy_(merged.to(weight.dtype));
-            _merged.Add(adapter);
-        }
-        return toMerge;
-    }
-
-    /// <summary>Undoes every merge, newest first: W −= s·B·A, or for DoRA W = W/(m/‖·‖cached) − s·B·A.</summary>
-    /// <returns>The adapters unmerged, in the order they were undone.</returns>
-    public IReadOnlyList<string> Unmerge()
-    {
-        var undone = new List<string>();
-        var weight = _baseLayer.weight!;
-        while (_merged.Count > 0)
-        {
-            var adapter = _merged[^1];
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            var w = weight.to(ScalarType.Float32);
-            var delta = DeltaWeight(adapter).to(ScalarType.Float32);
-            Tensor restored;
-            if (_doraMergeNorms.Remove(adapter, out var norm))
-            {
-                var factor = Magnitude(adapter)!.to(ScalarType.Float32) / norm;
-                restored = w / factor.view(-1, 1) - delta;
-                norm.Dispose();
-            }
-            else
-            {
-                restored = w - delta;
-            }
-            weight.copy_(restored.to(weight.dtype));
-            _merged.RemoveAt(_merged.Count - 1);
-            undone.Add(adapter);
-        }
-        return undone;
     }
 
     /// <summary>y = base(x) + Σ_active s·(dropout(x)·Aᵀ)·Bᵀ (DoRA adapters: see <see cref="DoraUpdate"/>).</summary>
