@@ -1,0 +1,166 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LoraPS.Models;
+
+/// <summary>Named tensors to load from: a checkpoint on disk, or tensors in memory.</summary>
+internal interface IWeightSource
+{
+    IReadOnlyCollection<string> Names { get; }
+    long[] ShapeOf(string name);
+    /// <summary>A CPU tensor in the stored dtype. The caller disposes it.</summary>
+    Tensor Read(string name);
+}
+
+/// <summary>
+/// Loads Hugging Face model directories (config.json + safetensors) into LoraPS models, strictly: every weight the
+/// model needs must be present with the right shape, and everything else is accounted for in a <see cref="LoadReport"/>.
+/// </summary>
+/// <remarks>
+/// The model is first built on the meta device (no memory), then each parameter is replaced by its checkpoint tensor
+/// converted to the requested dtype and device, one tensor at a time — peak memory is the model plus one tensor.
+/// Key renames, ignored buffers and transposes come from <see cref="ArchitectureMapping"/>.
+/// </remarks>
+public static class ModelLoader
+{
+    internal static LoadedModel Load(ModelConfig config, IWeightSource source, ModelLoadOptions options, string origin)
+    {
+        if (options.NumLabels is { } labels) {
+            if (labels <= 0) throw new ArgumentOutOfRangeException(nameof(options), labels, "NumLabels must be positive.");
+            config = config with { NumLabels = labels };
+        }
+        var head = options.Head ?? ModelFactory.DefaultHead(config);
+        var model = ModelFactory.Create(config, head, torch.META, options.DType, options.Attention);
+        try {
+            var plan = Plan(model, source, origin);
+            var report = Fill(model, source, plan, options);
+            model.TieWeights();
+            var stillMeta = model.named_parameters().Where(p => p.parameter.device_type == DeviceType.META).Select(p => p.name).ToList();
+            if (stillMeta.Count > 0)
+                throw new InvalidOperationException($"Internal error: after loading '{origin}', parameters were left unfilled: {string.Join(", ", stillMeta)}.");
+            // transformers' from_pretrained returns the model in eval mode (dropout off).
+            model.eval();
+            return new LoadedModel(model, report, origin);
+        } catch {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Which checkpoint tensor fills which model parameter, decided from names and shapes only.</summary>
+    private sealed record LoadPlan(
+        Dictionary<string, string> SourceFor,        // model key → checkpoint key
+        List<string> Fresh, List<string> Unexpected, List<string> Ignored, List<string> Transposed, List<KeyRename> Renamed);
+
+    private static LoadPlan Plan(TransformerModel model, IWeightSource source, string origin)
+    {
+        var mapping = ArchitectureMapping.For(model.Config.Architecture);
+        var expected = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        var tied = model.TiedParameters.Select(t => t.Tied).ToHashSet();
+        var prefix = mapping.BasePrefix + ".";
+        var modelHasPrefix = expected.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
+        var fileHasPrefix = source.Names.Any(n => !mapping.IsIgnored(n) && mapping.Rename(n).StartsWith(prefix, StringComparison.Ordinal));
+
+        var plan = new LoadPlan(new(), new(), new(), new(), new(), new());
+        foreach (var name in source.Names.OrderBy(n => n, StringComparer.Ordinal)) {
+            if (mapping.IsIgnored(name)) { plan.Ignored.Add(name); continue; }
+            var key = mapping.Rename(name);
+            if (modelHasPrefix && !fileHasPrefix) {
+                // A checkpoint of the bare body (official gpt2, sentence-transformers BERT) loaded into a head model.
+                key = prefix + key;
+            } else if (!modelHasPrefix && fileHasPrefix && key.StartsWith(prefix, StringComparison.Ordinal)) {
+                // A head model's checkpoint loaded as the bare body: its head keys stay unexpected.
+                key = key[prefix.Length..];
+            }
+            if (expected.ContainsKey(key)) {
+                plan.SourceFor[key] = name;
+                if (key != name) plan.Renamed.Add(new KeyRename(name, key));
+            } else if (tied.Contains(key)) {
+                plan.Ignored.Add(name);   // a stored copy of a tied weight; the embedding provides it
+            } else {
+                plan.Unexpected.Add(name);
+            }
+        }
+
+        var missing = new List<string>();
+        var mismatched = new List<string>();
+        foreach (var (key, shape) in expected) {
+            if (plan.SourceFor.TryGetValue(key, out var name)) {
+                var transposed = mapping.IsTransposed(StripPrefix(key, prefix));
+                var want = transposed ? Enumerable.Reverse(shape).ToArray() : shape;
+                var found = source.ShapeOf(name);
+                if (!want.SequenceEqual(found))
+                    mismatched.Add($"'{key}': the model expects {Shape(want)}{(transposed ? " (stored transposed, in×out)" : "")} from its config, the checkpoint has {Shape(found)}" +
+                                   (name != key ? $" under '{name}'" : ""));
+                if (transposed) plan.Transposed.Add(key);
+            } else if (mapping.IsTaskHead(StripPrefix(key, prefix)) && model.HeadKind != ModelHeadKind.CausalLM) {
+                plan.Fresh.Add(key);
+            } else {
+                missing.Add(key);
+            }
+        }
+        if (mismatched.Count > 0)
+            throw new ModelLoadException($"'{origin}' does not match its config: {mismatched.Count} shape mismatch(es): {Join(mismatched)}. " +
+                                         "Check that config.json belongs to these weights.");
+        if (missing.Count > 0)
+            throw new ModelLoadException($"'{origin}' lacks {missing.Count} weight(s) that {model.GetType().Name} ({model.Config.ModelType}) needs: {Join(missing)}. " +
+                                         (plan.Unexpected.Count > 0 ? $"Unused checkpoint keys: {Join(plan.Unexpected)}. " : "") +
+                                         "Is this a complete checkpoint of that architecture and head?");
+        return plan;
+    }
+
+    private static LoadReport Fill(TransformerModel model, IWeightSource source, LoadPlan plan, ModelLoadOptions options)
+    {
+        var device = options.Device ?? CPU;
+        var transposed = plan.Transposed.ToHashSet();
+        using (torch.no_grad()) {
+            foreach (var (key, name) in plan.SourceFor) {
+                using var scope = NewDisposeScope();
+                var value = source.Read(name).to(options.DType, copy: true);
+                // GPT-2 Conv1D keeps W as (in, out); a Linear holds (out, in).
+                if (transposed.Contains(key)) value = value.t().contiguous();
+                Replace(model, key, value.to(device), options.RequiresGrad);
+            }
+            foreach (var key in plan.Fresh) {
+                using var scope = NewDisposeScope();
+                var shape = model.state_dict()[key].shape;
+                var value = torch.empty(shape, dtype: options.DType, device: device);
+                // transformers' _init_weights for a new Linear: weight ~ N(0, initializer_range), bias = 0.
+                if (key.EndsWith(".bias", StringComparison.Ordinal)) value.zero_();
+                else nn.init.normal_(value, 0.0, model.Config.InitializerRange);
+                Replace(model, key, value, options.RequiresGrad);
+            }
+        }
+        return new LoadReport {
+            LoadedCount = plan.SourceFor.Count,
+            Missing = plan.Fresh,
+            Unexpected = plan.Unexpected,
+            Ignored = plan.Ignored,
+            Transposed = plan.Transposed,
+            Renamed = plan.Renamed,
+            Tied = model.TiedParameters.Select(t => new TiedWeight(t.Tied, t.Source)).ToList(),
+        };
+    }
+
+    /// <summary>Swaps the placeholder parameter at <paramref name="key"/> for <paramref name="value"/>.</summary>
+    private static void Replace(TransformerModel model, string key, Tensor value, bool requiresGrad)
+    {
+        var split = key.LastIndexOf('.');
+        var owner = ModuleTree.Get(model, key[..split]);
+        var leaf = key[(split + 1)..];
+        var old = owner.named_parameters(recurse: false).FirstOrDefault(p => p.name == leaf).parameter;
+        var parameter = new Parameter(value, requiresGrad);
+        parameter.DetachFromDisposeScope();
+        ModuleTree.SetParameter(owner, leaf, parameter);
+        old?.Dispose();
+    }
+
+    private static string StripPrefix(string key, string prefix) =>
+        key.StartsWith(prefix, StringComparison.Ordinal) ? key[prefix.Length..] : key;
+
+    private static string Shape(long[] shape) => "[" + string.Join(", ", shape) + "]";
+
+    private static string Join(IReadOnlyList<string> items) =>
+        string.Join("; ", items.Take(12)) + (items.Count > 12 ? $"; … ({items.Count} in all)" : "");
+}

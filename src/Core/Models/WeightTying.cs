@@ -1,0 +1,19 @@
+using TorchSharp.Modules;
+
+namespace LoraPS.Models;
+
+/// <summary>Makes an output projection share the input embedding's weight (<c>tie_word_embeddings</c>).</summary>
+internal static class WeightTying
+{
+    /// <remarks>
+    /// The two modules then hold the same Parameter object, so TorchSharp's named_parameters/state_dict list it once,
+    /// under the embedding's name — matching checkpoints, which store tied weights once (safetensors forbids aliases).
+    /// </remarks>
+    public static void Tie(Linear head, EmbeddingTable embedding)
+    {
+        var old = head.weight;
+        if (ReferenceEquals(old, embedding.weight)) return;
+        head.weight = embedding.weight;
+        old?.Dispose();
+    }
+}
