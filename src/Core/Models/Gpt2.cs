@@ -153,7 +153,7 @@ public sealed class Gpt2LMHeadModel : TransformerModel
         _transformer = new Gpt2Model(build);
         _lmHead = build.Linear(Config.HiddenSize, Config.VocabSize, bias: false);
         RegisterComponents();
-        TieWeights();
+        if (Config.TieWordEmbeddings && _lmHead is Linear head) WeightTying.Tie(head, _transformer.Wte)?.Dispose();
     }
 
     public override ModelHeadKind HeadKind => ModelHeadKind.CausalLM;

@@ -156,7 +156,7 @@ public sealed class LlamaForCausalLM : TransformerModel
         _model = new LlamaModel(build);
         _lmHead = build.Linear(Config.HiddenSize, Config.VocabSize, bias: false);
         RegisterComponents();
-        TieWeights();
+        if (Config.TieWordEmbeddings && _lmHead is Linear head) WeightTying.Tie(head, _model.EmbedTokens)?.Dispose();
     }
 
     public override ModelHeadKind HeadKind => ModelHeadKind.CausalLM;

@@ -1,3 +1,4 @@
+using LoraPS.Checkpoints;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,6 +14,16 @@ internal interface IWeightSource
     Tensor Read(string name);
 }
 
+/// <summary>A <see cref="CheckpointReader"/> seen as a weight source.</summary>
+internal sealed class CheckpointWeights : IWeightSource
+{
+    private readonly CheckpointReader _reader;
+    public CheckpointWeights(CheckpointReader reader) => _reader = reader;
+    public IReadOnlyCollection<string> Names => _reader.TensorNames;
+    public long[] ShapeOf(string name) => _reader.Describe(name).Shape;
+    public Tensor Read(string name) => _reader.ReadTensor(name);
+}
+
 /// <summary>
 /// Loads Hugging Face model directories (config.json + safetensors) into LoraPS models, strictly: every weight the
 /// model needs must be present with the right shape, and everything else is accounted for in a <see cref="LoadReport"/>.
@@ -24,6 +35,24 @@ internal interface IWeightSource
 /// </remarks>
 public static class ModelLoader
 {
+    /// <summary>
+    /// Loads the model in <paramref name="directory"/>: <c>config.json</c> plus <c>model.safetensors</c> or a sharded
+    /// <c>model.safetensors.index.json</c>.
+    /// </summary>
+    /// <exception cref="ModelConfigException">config.json is missing, invalid, or describes an unsupported model.</exception>
+    /// <exception cref="ModelLoadException">A required weight is missing or has the wrong shape.</exception>
+    /// <exception cref="FileNotFoundException">The directory or its weights do not exist.</exception>
+    public static LoadedModel Load(string directory, ModelLoadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        var full = Path.GetFullPath(directory);
+        if (!Directory.Exists(full))
+            throw new DirectoryNotFoundException($"The model directory '{full}' does not exist.");
+        var config = ModelConfig.Load(full);
+        using var reader = CheckpointReader.Open(full);
+        return Load(config, new CheckpointWeights(reader), options ?? new ModelLoadOptions(), full);
+    }
+
     internal static LoadedModel Load(ModelConfig config, IWeightSource source, ModelLoadOptions options, string origin)
     {
         if (options.NumLabels is { } labels) {
@@ -34,8 +63,11 @@ public static class ModelLoader
         var model = ModelFactory.Create(config, head, torch.META, options.DType, options.Attention);
         try {
             var plan = Plan(model, source, origin);
-            var report = Fill(model, source, plan, options);
+            var placeholders = new List<Parameter>();
+            var report = Fill(model, source, plan, options, placeholders);
             model.TieWeights();
+            // Only now, with nothing pointing at them, can the meta placeholders go.
+            foreach (var p in placeholders.Distinct(ReferenceEqualityComparer.Instance)) ((Parameter)p!).Dispose();
             var stillMeta = model.named_parameters().Where(p => p.parameter.device_type == DeviceType.META).Select(p => p.name).ToList();
             if (stillMeta.Count > 0)
                 throw new InvalidOperationException($"Internal error: after loading '{origin}', parameters were left unfilled: {string.Join(", ", stillMeta)}.");
@@ -56,8 +88,9 @@ public static class ModelLoader
     private static LoadPlan Plan(TransformerModel model, IWeightSource source, string origin)
     {
         var mapping = ArchitectureMapping.For(model.Config.Architecture);
-        var expected = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
         var tied = model.TiedParameters.Select(t => t.Tied).ToHashSet();
+        // A tied parameter is the embedding itself; the loader fills the embedding and TieWeights re-points the head.
+        var expected = model.state_dict().Where(kv => !tied.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value.shape);
         var prefix = mapping.BasePrefix + ".";
         var modelHasPrefix = expected.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         var fileHasPrefix = source.Names.Any(n => !mapping.IsIgnored(n) && mapping.Rename(n).StartsWith(prefix, StringComparison.Ordinal));
@@ -110,17 +143,17 @@ public static class ModelLoader
         return plan;
     }
 
-    private static LoadReport Fill(TransformerModel model, IWeightSource source, LoadPlan plan, ModelLoadOptions options)
+    private static LoadReport Fill(TransformerModel model, IWeightSource source, LoadPlan plan, ModelLoadOptions options, List<Parameter> replaced)
     {
         var device = options.Device ?? CPU;
         var transposed = plan.Transposed.ToHashSet();
         using (torch.no_grad()) {
             foreach (var (key, name) in plan.SourceFor) {
                 using var scope = NewDisposeScope();
-                var value = source.Read(name).to(options.DType, copy: true);
+                var value = source.Read(name).to(options.DType);
                 // GPT-2 Conv1D keeps W as (in, out); a Linear holds (out, in).
                 if (transposed.Contains(key)) value = value.t().contiguous();
-                Replace(model, key, value.to(device), options.RequiresGrad);
+                replaced.Add(Replace(model, key, value.to(device), options.RequiresGrad));
             }
             foreach (var key in plan.Fresh) {
                 using var scope = NewDisposeScope();
@@ -129,7 +162,7 @@ public static class ModelLoader
                 // transformers' _init_weights for a new Linear: weight ~ N(0, initializer_range), bias = 0.
                 if (key.EndsWith(".bias", StringComparison.Ordinal)) value.zero_();
                 else nn.init.normal_(value, 0.0, model.Config.InitializerRange);
-                Replace(model, key, value, options.RequiresGrad);
+                replaced.Add(Replace(model, key, value, options.RequiresGrad));
             }
         }
         return new LoadReport {
@@ -143,17 +176,17 @@ public static class ModelLoader
         };
     }
 
-    /// <summary>Swaps the placeholder parameter at <paramref name="key"/> for <paramref name="value"/>.</summary>
-    private static void Replace(TransformerModel model, string key, Tensor value, bool requiresGrad)
+    /// <summary>Swaps the placeholder parameter at <paramref name="key"/> for <paramref name="value"/>; returns the placeholder.</summary>
+    private static Parameter Replace(TransformerModel model, string key, Tensor value, bool requiresGrad)
     {
         var split = key.LastIndexOf('.');
         var owner = ModuleTree.Get(model, key[..split]);
         var leaf = key[(split + 1)..];
-        var old = owner.named_parameters(recurse: false).FirstOrDefault(p => p.name == leaf).parameter;
+        var old = owner.named_parameters(recurse: false).First(p => p.name == leaf).parameter;
         var parameter = new Parameter(value, requiresGrad);
         parameter.DetachFromDisposeScope();
         ModuleTree.SetParameter(owner, leaf, parameter);
-        old?.Dispose();
+        return old;
     }
 
     private static string StripPrefix(string key, string prefix) =>

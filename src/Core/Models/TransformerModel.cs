@@ -28,9 +28,13 @@ public abstract class TransformerModel : nn.Module<Tensor, Tensor>
     public abstract ModelHeadKind HeadKind { get; }
 
     /// <summary>Element type of the weights and activations (norms, softmax and RoPE still run in fp32).</summary>
-    public ScalarType DType => Build.DType;
+    public ScalarType DType => FirstParameter.dtype;
 
-    public Device Device => Build.Device;
+    /// <summary>Where the weights are; inputs are moved here.</summary>
+    public Device Device => FirstParameter.device;
+
+    private Parameter FirstParameter => parameters().FirstOrDefault()
+        ?? throw new InvalidOperationException($"{GetType().Name} has no parameters (it was disposed?).");
 
     /// <summary>Attention kernel used by every layer; can be switched at any time.</summary>
     public AttentionImplementation AttentionImplementation {
@@ -122,7 +126,10 @@ public abstract class TransformerModel : nn.Module<Tensor, Tensor>
     /// <summary>Bytes held by distinct parameters.</summary>
     public long ParameterBytes() => parameters().Sum(p => p.numel() * p.ElementSize);
 
-    /// <summary>Re-points tied output weights at the input embedding (after the embedding was replaced, e.g. by loading).</summary>
+    /// <summary>
+    /// Re-points tied output weights at the input embedding (after the embedding's Parameter was replaced, e.g. by
+    /// loading). The head's previous weight is not disposed; whoever replaced the embedding owns the old one.
+    /// </summary>
     public virtual void TieWeights() { }
 
     /// <summary>The paths of parameters that are tied to another one, as (tied, source).</summary>
