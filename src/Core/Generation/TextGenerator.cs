@@ -42,6 +42,10 @@ public sealed record GenerationResult(
 /// </summary>
 public static class TextGenerator
 {
+    /// <param name="model">A causal LM.</param>
+    /// <param name="tokenizer">The model's tokenizer.</param>
+    /// <param name="request">Prompt, length limit and sampling.</param>
+    /// <param name="cancellationToken">Checked before each token; cancelling returns what was generated so far.</param>
     /// <param name="progress">Called after each new token with the number generated so far.</param>
     public static GenerationResult Generate(TransformerModel model, TextTokenizer tokenizer, GenerationRequest request,
         CancellationToken cancellationToken = default, Action<int>? progress = null)
