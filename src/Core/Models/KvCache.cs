@@ -12,6 +12,8 @@ namespace LoraPS.Models;
 /// The cache owns its buffers (they live outside any dispose scope); dispose it when the sequence is finished.
 /// Positions continue from <see cref="Length"/>: a forward pass with a cache treats its input as positions
 /// Length … Length+T−1, and its attention mask, if any, must cover all Length+T positions.
+/// It is for inference: keys and values are copied into the buffers without autograd, so no gradient flows through
+/// cached positions.
 /// </remarks>
 public sealed class KvCache : IDisposable
 {

@@ -154,7 +154,4 @@ internal sealed record ModelBuild(ModelConfig Config, Device Device, ScalarType 
     public EmbeddingTable Embedding(long count, long dim) => new(count, dim, Device, DType);
 
     public RmsNorm RmsNorm(long size) => new(size, Config.NormEpsilon, Device, DType);
-
-    /// <summary>True when tensors are placeholders without storage (building for key/shape checks or before loading).</summary>
-    public bool IsMeta => Device.type == DeviceType.META;
 }

@@ -97,6 +97,26 @@ public class ReplaceModuleTests
     }
 
     [Fact]
+    public void ModuleListSlotsCanBeReplacedByTheirElementType()
+    {
+        using var loaded = ModelLoader.Load(Fixture("tiny-llama"));
+        var config = loaded.Config;
+        torch.manual_seed(3);
+        using var donor = ModelFactory.Create(config, ModelHeadKind.CausalLM);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = Reference("tiny-llama")["input_ids"];
+        var before = loaded.Model.Forward(ids).Logits!;
+
+        var foreign = (LlamaDecoderLayer)donor.GetModule("model.layers.1");
+        loaded.Model.ReplaceModule("model.layers.0", _ => foreign);
+        Assert.Same(foreign, loaded.Model.GetModule("model.layers.0"));
+        Assert.Equal(new[] { "0", "1" }, loaded.Model.GetModule("model.layers").named_children().Select(c => c.name));
+        Assert.True(MaxAbsDiff(before, loaded.Model.Forward(ids).Logits!) > 1e-3);
+        Assert.Same(foreign.named_parameters().First().parameter, loaded.Model.state_dict()["model.layers.0.self_attn.q_proj.weight"]);
+    }
+
+    [Fact]
     public void BadReplacementsFailClearly()
     {
         using var loaded = ModelLoader.Load(Fixture("tiny-llama"));
