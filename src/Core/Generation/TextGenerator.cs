@@ -18,6 +18,9 @@ public sealed record GenerationRequest
     public bool UseKvCache { get; init; } = true;
     /// <summary>Stop as soon as the completion contains one of these strings (it is cut before the stop string).</summary>
     public IReadOnlyList<string> StopSequences { get; init; } = Array.Empty<string>();
+    /// <summary>Token ids that end generation besides the model's EOS ids (HF's <c>eos_token_id</c> list). llama2.c
+    /// models such as stories260K end a story with <c>&lt;s&gt;</c> (id 1) rather than <c>&lt;/s&gt;</c>.</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = Array.Empty<int>();
 }
 
 /// <summary>Why generation ended.</summary>
@@ -63,7 +66,7 @@ public static class TextGenerator
             throw new ArgumentException($"The prompt is {promptIds.Count} tokens; the model's context is {contextLength}. Shorten the prompt.", nameof(request));
 
         int budget = contextLength > 0 ? (int)Math.Min(request.MaxNewTokens, contextLength - promptIds.Count) : request.MaxNewTokens;
-        var eos = tokenizer.EosTokenIds.Select(i => (long)i).Concat(model.Config.EosTokenIds.Select(i => (long)i)).ToHashSet();
+        var eos = tokenizer.EosTokenIds.Concat(model.Config.EosTokenIds).Concat(request.StopTokenIds).Select(i => (long)i).ToHashSet();
         var generated = new List<long>();
         var reason = FinishReason.Length;
         string completion = "";
