@@ -26,20 +26,24 @@ public sealed class ProgressReporter<T> : IProgress<T>, IDisposable
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromMilliseconds(250);
 
     readonly Cmdlet _cmdlet;
-    readonly ProgressRecord _record;
+    readonly int _activityId, _parentActivityId;
+    readonly string _activity;
     readonly Func<T, ProgressUpdate> _describe;
     readonly long _intervalTicks;
     readonly int _threadId = Environment.CurrentManagedThreadId;
     long _lastWrite = long.MinValue;
     bool _hasPending, _completed;
     T _pending = default!;
+    ProgressUpdate _shown = new("Starting");
 
     internal ProgressReporter(Cmdlet cmdlet, int activityId, string activity, Func<T, ProgressUpdate> describe,
                               TimeSpan? minInterval, int parentActivityId)
     {
         _cmdlet = cmdlet;
         _describe = describe;
-        _record = new ProgressRecord(activityId, activity, "Starting") { ParentActivityId = parentActivityId };
+        _activityId = activityId;
+        _activity = activity;
+        _parentActivityId = parentActivityId;
         _intervalTicks = (long)((minInterval ?? DefaultInterval).TotalSeconds * Stopwatch.Frequency);
     }
 
@@ -66,8 +70,7 @@ public sealed class ProgressReporter<T> : IProgress<T>, IDisposable
         if (_completed) return;
         _completed = true;
         if (_hasPending) Flush(Stopwatch.GetTimestamp());
-        _record.RecordType = ProgressRecordType.Completed;
-        Write();
+        Write(ProgressRecordType.Completed);
     }
 
     /// <summary>Same as <see cref="Complete"/>, so a <c>using</c> block always closes the bar.</summary>
@@ -81,19 +84,23 @@ public sealed class ProgressReporter<T> : IProgress<T>, IDisposable
 
     void Flush(long now)
     {
-        var update = _describe(_pending);
+        _shown = _describe(_pending);
         _hasPending = false;
         _lastWrite = now;
-        _record.StatusDescription = string.IsNullOrEmpty(update.Status) ? "Working" : update.Status;
-        _record.PercentComplete = Math.Clamp(update.PercentComplete, -1, 100);
-        _record.CurrentOperation = update.CurrentOperation;
-        _record.SecondsRemaining = update.SecondsRemaining;
-        Write();
+        Write(ProgressRecordType.Processing);
     }
 
-    void Write()
+    // A new record each time: hosts and Streams.Progress keep the records they are given.
+    void Write(ProgressRecordType type)
     {
-        _cmdlet.WriteProgress(_record);
+        _cmdlet.WriteProgress(new ProgressRecord(_activityId, _activity, string.IsNullOrEmpty(_shown.Status) ? "Working" : _shown.Status)
+        {
+            ParentActivityId = _parentActivityId,
+            PercentComplete = Math.Clamp(_shown.PercentComplete, -1, 100),
+            CurrentOperation = _shown.CurrentOperation,
+            SecondsRemaining = _shown.SecondsRemaining,
+            RecordType = type,
+        });
         RecordsWritten++;
     }
 }
