@@ -48,6 +48,7 @@ public sealed class LoraSession : IDisposable
         var iss = InitialSessionState.CreateDefault2();
         // Windows applies execution policy to script files; a runner exists to run them (Unix has no policy).
         if (OperatingSystem.IsWindows()) iss.ExecutionPolicy = Microsoft.PowerShell.ExecutionPolicy.Bypass;
+        var compat = AddCompatFunctions(iss);
         var runspace = RunspaceFactory.CreateRunspace(host, iss);
         runspace.Open();
         try
@@ -61,7 +62,6 @@ public sealed class LoraSession : IDisposable
                     throw new InvalidOperationException($"Cannot import the LoraPS module from {modulePath}: {e.Message}", e);
                 }
             }
-            var compat = DefineCompatFunctions(runspace);
             return new LoraSession(runspace, host, compat);
         }
         catch
@@ -185,28 +185,32 @@ public sealed class LoraSession : IDisposable
         _host.RunnerUI.WriteErrorLine(error + position);
     }
 
-    static IReadOnlyList<string> DefineCompatFunctions(Runspace runspace)
+    /// <summary>The modules whose commands RunnerCompat.ps1 stands in for.</summary>
+    static readonly string[] ReplacedModules = { "Microsoft.PowerShell.Utility", "Microsoft.PowerShell.Management" };
+
+    /// <summary>
+    /// Adds the functions of RunnerCompat.ps1 to the session, each only where the real command is absent: not a
+    /// command of the session, and neither module that provides it installed on $env:PSModulePath (from where
+    /// PowerShell would auto-load it). Checking the folders is instant; asking Get-Command for 30 names costs seconds.
+    /// </summary>
+    static IReadOnlyList<string> AddCompatFunctions(InitialSessionState iss)
     {
         using var stream = typeof(LoraSession).Assembly.GetManifestResourceStream("RunnerCompat.ps1")
                            ?? throw new InvalidOperationException("The runner was built without its RunnerCompat.ps1 resource.");
         string script = new StreamReader(stream).ReadToEnd();
         var ast = Parser.ParseInput(script, "RunnerCompat.ps1", out _, out var errors);
         if (errors.Length > 0) throw new InvalidOperationException($"RunnerCompat.ps1: {errors[0].Message} at line {errors[0].Extent.StartLineNumber}.");
-        var functions = ast.EndBlock.Statements.OfType<FunctionDefinitionAst>().ToList();
 
-        // Only where the real command is absent: a host with Microsoft.PowerShell.Utility keeps the real ones.
-        using var probe = PowerShell.Create(runspace);
-        probe.AddCommand("Get-Command").AddParameter("Name", functions.Select(f => f.Name).ToArray())
-             .AddParameter("ErrorAction", ActionPreference.Ignore);
-        var existing = probe.Invoke<CommandInfo>().Select(c => c.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var modulePaths = (Environment.GetEnvironmentVariable("PSModulePath") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
+        if (modulePaths.Any(p => ReplacedModules.Any(m => Directory.Exists(Path.Combine(p, m)))))
+            return Array.Empty<string>(); // a real PowerShell installation is reachable: use it, define nothing
 
         var defined = new List<string>();
-        foreach (var function in functions.Where(f => !existing.Contains(f.Name)))
+        foreach (var function in ast.EndBlock.Statements.OfType<FunctionDefinitionAst>())
         {
-            using var ps = PowerShell.Create(runspace);
-            ps.AddScript("function global:" + function.Extent.Text["function ".Length..].TrimStart(), useLocalScope: false);
-            ps.Invoke();
-            if (ps.HadErrors) throw new InvalidOperationException($"RunnerCompat.ps1: cannot define {function.Name}: {ps.Streams.Error[0]}");
+            if (iss.Commands[function.Name].Count > 0) continue;
+            string body = function.Body.Extent.Text;
+            iss.Commands.Add(new SessionStateFunctionEntry(function.Name, body[1..^1])); // the text inside { }
             defined.Add(function.Name);
         }
         return defined;

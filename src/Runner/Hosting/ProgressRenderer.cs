@@ -123,6 +123,6 @@ public sealed class ProgressRenderer(Terminal terminal, Func<long>? clock = null
         if (!string.IsNullOrEmpty(record.CurrentOperation)) line.Append(' ').Append(record.CurrentOperation);
         if (record.SecondsRemaining >= 0) line.Append(" (").Append(TimeSpan.FromSeconds(record.SecondsRemaining).ToString(@"h\:mm\:ss")).Append(" left)");
         string text = line.ToString().Replace('\n', ' ').Replace('\r', ' ');
-        return text.Length > width && width > 1 ? text[..(width - 1)] + "…" : text;
+        return text.Length > width && width > 1 ? text[..(width - 1)].TrimEnd() + "…" : text;
     }
 }
