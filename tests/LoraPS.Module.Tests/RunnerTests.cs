@@ -91,6 +91,25 @@ public class RunnerTests
     }
 
     [Fact]
+    public async Task TerminationSignalStopsThePipelineAndExits130()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Script, "-Command", "'started'; while ($true) { $i++ }" }) start.ArgumentList.Add(a);
+        start.Environment["LORAPS_NO_BUILD"] = "1";
+        start.Environment["LORAPS_RUNNER"] = RunnerDll;
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        Assert.Equal("started", process.StandardOutput.ReadLine());
+        // The script execs dotnet, so this pid is the runner's. SIGTERM takes the same path as Ctrl+C (SIGINT),
+        // which a test host may have ignored.
+        using (var kill = Process.Start("kill", $"-TERM {process.Id}")) kill.WaitForExit();
+        Assert.True(process.WaitForExit(TimeSpan.FromSeconds(20)), "the runner did not stop");
+        Assert.Equal(130, process.ExitCode);
+        Assert.Equal("", await stderr);
+    }
+
+    [Fact]
     public void MissingScriptIsAClearError()
     {
         var (code, _, stderr) = Loraps("/no/such/script.ps1");
