@@ -1,0 +1,43 @@
+namespace LoraPS.Module.Infrastructure;
+
+/// <summary>
+/// The ErrorId of every error LoraPS reports. They are public API: scripts match on
+/// <c>$_.FullyQualifiedErrorId -like 'PathNotFound,*'</c>, so an id, once shipped, never changes meaning.
+/// Each error also carries a deliberate <see cref="System.Management.Automation.ErrorCategory"/>.
+/// </summary>
+public static class ErrorIds
+{
+    // Paths (ObjectNotFound / InvalidArgument).
+    /// <summary>A -Path or -LiteralPath names nothing that exists.</summary>
+    public const string PathNotFound = "PathNotFound";
+    /// <summary>A path resolved to something other than the file system (e.g. a registry or variable drive).</summary>
+    public const string PathNotFileSystem = "PathNotFileSystem";
+    /// <summary>A wildcard path matched several items where exactly one is needed.</summary>
+    public const string PathAmbiguous = "PathAmbiguous";
+
+    // Engine exceptions mapped by ErrorRecords.FromException.
+    /// <summary>A file or folder the engine needed does not exist (ObjectNotFound).</summary>
+    public const string FileNotFound = "FileNotFound";
+    /// <summary>A file exists but its content is malformed or not what was expected (InvalidData).</summary>
+    public const string InvalidData = "InvalidData";
+    /// <summary>An argument value is out of range or inconsistent with another (InvalidArgument).</summary>
+    public const string InvalidArgument = "InvalidArgument";
+    /// <summary>The operation is not valid in the current state, e.g. on a released model (InvalidOperation).</summary>
+    public const string InvalidOperation = "InvalidOperation";
+    /// <summary>The request is well-formed but LoraPS does not support it (NotImplemented).</summary>
+    public const string NotSupported = "NotSupported";
+    /// <summary>The operation was cancelled before it finished (OperationStopped).</summary>
+    public const string OperationCanceled = "OperationCanceled";
+    /// <summary>The process may not read or write a file (PermissionDenied).</summary>
+    public const string PermissionDenied = "PermissionDenied";
+    /// <summary>Reading or writing a file failed (ReadError / WriteError).</summary>
+    public const string IOError = "IOError";
+    /// <summary>The machine ran out of memory (ResourceUnavailable).</summary>
+    public const string OutOfMemory = "OutOfMemory";
+    /// <summary>An exception LoraPS did not anticipate; the message and inner exception tell what happened (NotSpecified).</summary>
+    public const string Unexpected = "Unexpected";
+
+    // Runtime.
+    /// <summary>libtorch's native libraries could not be loaded (ResourceUnavailable).</summary>
+    public const string TorchUnavailable = "TorchUnavailable";
+}
