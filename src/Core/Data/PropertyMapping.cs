@@ -73,6 +73,18 @@ public sealed record PropertyMapping
                 .Select(p => ((string, string)?)(p.Text!, p.Pair!))
                 .FirstOrDefault();
 
+        // Given names are reported as the first record spells them ("Output" for -ResponseProperty output).
+        given = new PropertyMapping
+        {
+            PromptProperty = AsSpelled(given.PromptProperty),
+            InputProperty = AsSpelled(given.InputProperty),
+            ResponseProperty = AsSpelled(given.ResponseProperty),
+            TextProperty = AsSpelled(given.TextProperty),
+            TextPairProperty = AsSpelled(given.TextPairProperty),
+            LabelProperty = AsSpelled(given.LabelProperty),
+        };
+        string? AsSpelled(string? name) => name is null ? null : Find([name]) ?? name;
+
         if (format == DatasetFormat.Auto)
         {
             format = DetectFormat();
