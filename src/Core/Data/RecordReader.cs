@@ -61,8 +61,8 @@ public static class RecordReader
     }
 
     /// <summary>
-    /// Reads the records of a file. The file is checked for existence now; records are read as the result is
-    /// enumerated (enumerate once).
+    /// Reads the records of a file. The file is checked for existence now. A JSON array is parsed now (it cannot be
+    /// streamed with line numbers); JSON Lines and CSV/TSV are read as the result is enumerated (enumerate once).
     /// </summary>
     /// <param name="path">The file; ".gz" at the end means gzip-compressed.</param>
     /// <param name="format">The format, or null to take it from the extension.</param>
