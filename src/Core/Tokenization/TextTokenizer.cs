@@ -82,6 +82,16 @@ public sealed class TextTokenizer
         return _parts.Template.Apply(EncodeWithoutTemplate(first), EncodeWithoutTemplate(second), addSpecialTokens);
     }
 
+    /// <summary>
+    /// Lays out already-encoded ids with the tokenizer's special tokens and token type ids — transformers'
+    /// <c>build_inputs_with_special_tokens</c> — e.g. after truncating them to fit a maximum length.
+    /// </summary>
+    public EncodedPair AddSpecialTokens(IReadOnlyList<int> first, IReadOnlyList<int>? second = null)
+    {
+        ArgumentNullException.ThrowIfNull(first);
+        return _parts.Template.Apply(first, second, addSpecialTokens: true);
+    }
+
     /// <summary>Turns ids back into text; ids that are not in the vocabulary are ignored, as in transformers.</summary>
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
     {
