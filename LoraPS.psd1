@@ -14,6 +14,9 @@
     FormatsToProcess     = @('LoraPS.Format.ps1xml')
     CmdletsToExport      = @(
         'Get-LoraRuntime'
+        'Import-LoraModel'
+        'Invoke-LoraGenerate'
+        'Remove-LoraModel'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
