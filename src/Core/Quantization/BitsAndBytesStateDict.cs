@@ -53,7 +53,7 @@ public static class BitsAndBytesStateDict
     /// <summary>True when <paramref name="keys"/> hold a bitsandbytes-quantized weight under <paramref name="weightKey"/>.</summary>
     public static bool IsQuantizedWeight(IEnumerable<string> keys, string weightKey)
     {
-        string int8Scale = Int8Prefix(weightKey) is { } prefix ? prefix + Int8ScaleName : "\0";
+        string? int8Scale = Int8Prefix(weightKey) is { } prefix ? prefix + Int8ScaleName : null;
         return keys.Any(k => k.StartsWith(weightKey + QuantStateSuffix, StringComparison.Ordinal) || k == int8Scale);
     }
 
@@ -136,10 +136,15 @@ public static class BitsAndBytesStateDict
         var owned = new List<Tensor>();
         try
         {
-            string? stateKey = tensors.Keys.Where(k => k.StartsWith(weightKey + QuantStateSuffix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).FirstOrDefault();
-            if (stateKey is not null)
+            var stateKeys = tensors.Keys.Where(k => k.StartsWith(weightKey + QuantStateSuffix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray();
+            if (stateKeys.Length > 1)
             {
-                return DisposeUnused(Read4bit(tensors, weightKey, stateKey, source, owned), owned);
+                // bnb's QuantState.from_dict insists on exactly one packed quant_state entry.
+                throw Invalid(source, weightKey, $"there are {stateKeys.Length} quant_state entries ({string.Join(", ", stateKeys)})", "bitsandbytes allows exactly one; the file is inconsistent.");
+            }
+            if (stateKeys.Length == 1)
+            {
+                return DisposeUnused(Read4bit(tensors, weightKey, stateKeys[0], source, owned), owned);
             }
             if (Int8Prefix(weightKey) is { } prefix && tensors.ContainsKey(prefix + Int8ScaleName))
             {

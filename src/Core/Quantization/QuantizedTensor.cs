@@ -71,6 +71,35 @@ public sealed class QuantizedTensor : IDisposable
     public double BytesPerParameter => (double)StorageBytes / NumElements;
 
     /// <summary>
+    /// The <see cref="StorageBytes"/> a weight of <paramref name="shape"/> would take, without quantizing it (for memory
+    /// planning): (n + 1) / 2 code bytes plus 4 bytes per block, or with double quantization 1 byte per block, 4 per
+    /// 256 blocks and the 4-byte offset; Int8 takes n bytes plus 4 per row.
+    /// </summary>
+    public static long EstimateStorageBytes(IReadOnlyList<long> shape, QuantType type, int blockSize = DefaultBlockSize, bool doubleQuant = false)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        long n = shape.Aggregate(1L, (a, b) => a * b);
+        if (shape.Count == 0 || shape.Any(d => d <= 0))
+        {
+            throw new ArgumentException("The shape must have at least one dimension and no zero or negative sizes.", nameof(shape));
+        }
+        return type switch
+        {
+            QuantType.Int8 => n + n / shape[^1] * 4,
+            QuantType.NF4 or QuantType.FP4 => FourBitStorageBytes(n, blockSize, doubleQuant),
+            _ => throw QuantTypes.Unknown(type),
+        };
+    }
+
+    private static long FourBitStorageBytes(long n, int blockSize, bool doubleQuant)
+    {
+        BlockwiseKernels.CheckBlockSize(blockSize, nameof(blockSize));
+        long blocks = (n + blockSize - 1) / blockSize;
+        long absmaxBytes = doubleQuant ? blocks + (blocks + NestedBlockSize - 1) / NestedBlockSize * 4 + 4 : blocks * 4;
+        return (n + 1) / 2 + absmaxBytes;
+    }
+
+    /// <summary>
     /// Quantizes <paramref name="weight"/> (float32, bfloat16 or float16, any shape, on any device) the way bnb's
     /// <c>quantize_4bit(blocksize, compress_statistics=doubleQuant, quant_type)</c> or <c>Int8Params</c> does.
     /// <paramref name="blockSize"/> applies to NF4/FP4 only (Int8 has one absmax per row). <paramref name="dtype"/> is what

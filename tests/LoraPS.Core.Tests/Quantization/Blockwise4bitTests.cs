@@ -104,6 +104,7 @@ public class Blockwise4bitTests
         Assert.Equal(dtype, q.DType);
         Assert.Equal(shape, q.Shape);
         Assert.Equal(new long[] { (x.Length + 1) / 2, 1 }, q.Data.shape);
+        Assert.Equal(q.StorageBytes, QuantizedTensor.EstimateStorageBytes(shape, type));
         Assert.Equal(BnbReference.Bits(absmax), BnbReference.Bits(BnbReference.Floats(q.State.Absmax)));
         Assert.Equal(BnbReference.Pack(codes, table), BnbReference.Bytes(q.Data));
 

@@ -72,6 +72,7 @@ public class DoubleQuantTests
         long n = 256 * 1024;
         long bytes = n / 2 + (doubleQuant ? n / 64 + n / 64 / 256 * 4 + 4 : n / 64 * 4);
         Assert.Equal(bytes, q.StorageBytes);
+        Assert.Equal(bytes, QuantizedTensor.EstimateStorageBytes(shape, type, doubleQuant: doubleQuant));
         Assert.Equal(8.0 * bytes / n, q.BitsPerParameter, 12);
         Assert.Equal(expected, q.BitsPerParameter, 3);
         Assert.True(q.BitsPerParameter <= (doubleQuant ? 4.2 : 4.6));

@@ -35,6 +35,7 @@ public class Int8AndOptimizerStateTests
         var bound = q.State.Absmax.unsqueeze(1) / 254 * 1.0001 + 1e-12;
         Assert.True((back.view(-1, shape[^1]) - rows).abs().le(bound).all().item<bool>());
         Assert.Equal(8 + 32.0 / shape[^1], q.BitsPerParameter, 9);
+        Assert.Equal(q.StorageBytes, QuantizedTensor.EstimateStorageBytes(shape, QuantType.Int8));
     }
 
     [Fact]
