@@ -66,48 +66,21 @@ public static class TextGenerator
             throw new ArgumentException($"The prompt is {promptIds.Count} tokens; the model's context is {contextLength}. Shorten the prompt.", nameof(request));
 
         int budget = contextLength > 0 ? (int)Math.Min(request.MaxNewTokens, contextLength - promptIds.Count) : request.MaxNewTokens;
-        var eos = tokenizer.EosTokenIds.Concat(model.Config.EosTokenIds).Concat(request.StopTokenIds).Select(i => (long)i).ToHashSet();
-        var generated = new List<long>();
-        var reason = FinishReason.Length;
+        var stopIds = tokenizer.EosTokenIds.Concat(model.Config.EosTokenIds).Concat(request.StopTokenIds).Select(i => (long)i).ToHashSet();
         string completion = "";
         var clock = Stopwatch.StartNew();
-
-        using var sampler = new TokenSampler(request.Sampling);
-        using var cache = request.UseKvCache ? model.CreateKvCache(promptIds.Count + budget) : null;
-        using (no_grad())
-        {
-            bool wasTraining = model.training;
-            model.eval();
-            try
+        Func<IReadOnlyList<long>, bool>? stopAfter = null;
+        if (request.StopSequences.Count > 0)
+            stopAfter = ids =>
             {
-                IReadOnlyList<long> step = promptIds;   // what the next forward pass sees
-                while (generated.Count < budget)
-                {
-                    if (cancellationToken.IsCancellationRequested) { reason = FinishReason.Cancelled; break; }
-                    long next;
-                    using (var scope = NewDisposeScope())
-                    {
-                        var input = tensor(step.ToArray(), dtype: ScalarType.Int64).unsqueeze(0);
-                        var output = model.Forward(input, cache: cache);
-                        next = sampler.Next(output.Logits![.., -1, ..])[0];
-                    }
-                    if (eos.Contains(next)) { reason = FinishReason.EndOfSequence; break; }
-                    generated.Add(next);
-                    progress?.Invoke(generated.Count);
-                    if (request.StopSequences.Count > 0)
-                    {
-                        completion = tokenizer.Decode(generated.Select(i => (int)i));
-                        int cut = FirstStop(completion, request.StopSequences);
-                        if (cut >= 0) { completion = completion[..cut]; reason = FinishReason.StopSequence; break; }
-                    }
-                    step = cache is null ? promptIds.Concat(generated).ToList() : new[] { next };
-                }
-            }
-            finally
-            {
-                if (wasTraining) model.train();
-            }
-        }
+                completion = tokenizer.Decode(ids.Select(i => (int)i));
+                int cut = FirstStop(completion, request.StopSequences);
+                if (cut < 0) return false;
+                completion = completion[..cut];
+                return true;
+            };
+        var (generated, reason) = GenerateTokens(model, promptIds, budget, request.Sampling, stopIds, request.UseKvCache,
+            cancellationToken, progress, stopAfter);
         clock.Stop();
         if (reason != FinishReason.StopSequence) completion = tokenizer.Decode(generated.Select(i => (int)i));
         var text = reason == FinishReason.StopSequence
@@ -116,6 +89,49 @@ public static class TextGenerator
         double seconds = clock.Elapsed.TotalSeconds;
         return new GenerationResult(request.Prompt, completion, text, promptIds.Count, generated.Count, reason, clock.Elapsed,
             seconds > 0 ? generated.Count / seconds : 0, generated);
+    }
+
+    /// <summary>
+    /// The token-level loop behind <see cref="Generate"/>: runs the prompt once, then one token per step (only that
+    /// token when <paramref name="useKvCache"/>, the whole sequence otherwise) until a stop id, <paramref name="maxNewTokens"/>,
+    /// <paramref name="stopAfter"/> returning true, or cancellation. The stop id itself is not returned.
+    /// </summary>
+    public static (List<long> Tokens, FinishReason Reason) GenerateTokens(TransformerModel model, IReadOnlyList<long> promptIds,
+        int maxNewTokens, SamplingOptions sampling, IReadOnlySet<long> stopIds, bool useKvCache = true,
+        CancellationToken cancellationToken = default, Action<int>? progress = null, Func<IReadOnlyList<long>, bool>? stopAfter = null)
+    {
+        var generated = new List<long>();
+        var reason = FinishReason.Length;
+        using var sampler = new TokenSampler(sampling);
+        using var cache = useKvCache ? model.CreateKvCache(promptIds.Count + maxNewTokens) : null;
+        using var noGrad = no_grad();
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            IReadOnlyList<long> step = promptIds;   // what the next forward pass sees
+            while (generated.Count < maxNewTokens)
+            {
+                if (cancellationToken.IsCancellationRequested) { reason = FinishReason.Cancelled; break; }
+                long next;
+                using (var scope = NewDisposeScope())
+                {
+                    var input = tensor(step.ToArray(), dtype: ScalarType.Int64).unsqueeze(0);
+                    var output = model.Forward(input, cache: cache);
+                    next = sampler.Next(output.Logits![.., -1, ..])[0];
+                }
+                if (stopIds.Contains(next)) { reason = FinishReason.EndOfSequence; break; }
+                generated.Add(next);
+                progress?.Invoke(generated.Count);
+                if (stopAfter is not null && stopAfter(generated)) { reason = FinishReason.StopSequence; break; }
+                step = cache is null ? promptIds.Concat(generated).ToList() : new[] { next };
+            }
+        }
+        finally
+        {
+            if (wasTraining) model.train();
+        }
+        return (generated, reason);
     }
 
     static int FirstStop(string text, IReadOnlyList<string> stops)
