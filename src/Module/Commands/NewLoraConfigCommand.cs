@@ -117,10 +117,10 @@ public sealed class NewLoraConfigCommand : LoraCmdlet
         int[] ranks = Rank ?? [template.Rank];
         double[] alphas = Alpha ?? [template.Alpha];
         double[] dropouts = Dropout ?? [template.Dropout];
-        foreach (var r in ranks)
-            foreach (var a in alphas)
-                foreach (var d in dropouts)
-                    WriteObject(RunEngine(_ => template with { Rank = r, Alpha = a, Dropout = d }));
+        // Every value is checked before the first config is written, so a bad grid writes nothing.
+        var grid = RunEngine(_ =>
+            (from r in ranks from a in alphas from d in dropouts select template with { Rank = r, Alpha = a, Dropout = d }).ToList());
+        foreach (var config in grid) WriteObject(config);
     }
 
     LoraConfig BuildTemplate()
