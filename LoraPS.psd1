@@ -13,10 +13,19 @@
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('LoraPS.Format.ps1xml')
     CmdletsToExport      = @(
+        'Add-LoraAdapter'
+        'Get-LoraAdapter'
         'Get-LoraRuntime'
+        'Import-LoraAdapter'
         'Import-LoraModel'
         'Invoke-LoraGenerate'
+        'Join-LoraAdapter'
+        'Merge-LoraAdapter'
+        'New-LoraConfig'
+        'Remove-LoraAdapter'
         'Remove-LoraModel'
+        'Save-LoraAdapter'
+        'Set-LoraAdapter'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -40,35 +40,53 @@ public sealed partial class LoraLinear
     /// <returns>The adapters merged by this call.</returns>
     public IReadOnlyList<string> Merge(IEnumerable<string>? adapters = null, bool safeMerge = false)
     {
-        var toMerge = (adapters ?? _active).Select(Known).Distinct(StringComparer.Ordinal).Where(a => !_merged.Contains(a)).ToList();
+        var toMerge = Unmerged(adapters);
         var weight = _baseLayer.weight!;
         foreach (var adapter in toMerge)
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            var w = weight.to(ScalarType.Float32);
-            var delta = DeltaWeight(adapter).to(ScalarType.Float32);
-            Tensor merged;
-            if (Magnitude(adapter) is { } m)
-            {
-                // scaling is already inside delta, so the norm uses s = 1 here.
-                var norm = linalg.norm(w + delta, dims: [1]);
-                merged = (m.to(ScalarType.Float32) / norm).view(-1, 1) * (w + delta);
-                _doraMergeNorms[adapter] = norm.DetachFromDisposeScope();
-            }
-            else
-            {
-                merged = w + delta;
-            }
+            var merged = MergeStep(weight.to(ScalarType.Float32), adapter, out var norm);
             if (safeMerge && !merged.isfinite().all().item<bool>())
-            {
-                if (_doraMergeNorms.Remove(adapter, out var cached)) cached.Dispose();
                 throw new InvalidOperationException($"Merging adapter '{adapter}' would put NaN or Inf into the weight; the weight was left unchanged.");
-            }
+            if (norm is not null) _doraMergeNorms[adapter] = norm.DetachFromDisposeScope();
             weight.copy_(merged.to(weight.dtype));
             _merged.Add(adapter);
         }
         return toMerge;
+    }
+
+    /// <summary>
+    /// The weight <see cref="Merge"/> would produce, without changing the layer: the current W (which already holds
+    /// the merged adapters) with <paramref name="adapters"/> folded in, in W's dtype and (out, in) layout. Used to
+    /// export a merged checkpoint while the model keeps its adapters.
+    /// </summary>
+    /// <param name="adapters">Adapters to fold in; null folds in the active ones. Already merged ones are skipped.</param>
+    public Tensor MergedWeight(IEnumerable<string>? adapters = null)
+    {
+        var weight = _baseLayer.weight!;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var w = weight.to(ScalarType.Float32);
+        foreach (var adapter in Unmerged(adapters)) w = MergeStep(w, adapter, out _);
+        return w.to(weight.dtype).MoveToOuterDisposeScope();
+    }
+
+    List<string> Unmerged(IEnumerable<string>? adapters) =>
+        (adapters ?? _active).Select(Known).Distinct(StringComparer.Ordinal).Where(a => !_merged.Contains(a)).ToList();
+
+    /// <summary>
+    /// One adapter folded into the float32 weight <paramref name="w"/>: W + s·B·A, or for DoRA
+    /// (m/‖W + s·B·A‖)·(W + s·B·A), returning the norm in <paramref name="doraNorm"/> for <see cref="Unmerge"/>.
+    /// </summary>
+    Tensor MergeStep(Tensor w, string adapter, out Tensor? doraNorm)
+    {
+        var delta = DeltaWeight(adapter).to(ScalarType.Float32);
+        doraNorm = null;
+        if (Magnitude(adapter) is not { } m) return w + delta;
+        // scaling is already inside delta, so the norm uses s = 1 here.
+        doraNorm = linalg.norm(w + delta, dims: [1]);
+        return (m.to(ScalarType.Float32) / doraNorm).view(-1, 1) * (w + delta);
     }
 
     /// <summary>Undoes every merge, newest first: W −= s·B·A, or for DoRA W = W/(m/‖·‖cached) − s·B·A.</summary>

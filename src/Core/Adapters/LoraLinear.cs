@@ -111,6 +111,23 @@ public sealed partial class LoraLinear : Module<Tensor, Tensor>
         Register(name, options, a, b, magnitude);
     }
 
+    /// <summary>
+    /// Adds an adapter with given weights (from a PEFT file) instead of an initialisation: no random draws, and the
+    /// base weight is never rewritten, whatever <see cref="LoraLayerOptions.Init"/> says. Values are copied and cast to
+    /// <paramref name="dtype"/>.
+    /// </summary>
+    internal void AddAdapterWithWeights(string name, LoraLayerOptions options, Tensor loraA, Tensor loraB, Tensor? magnitude, ScalarType dtype = ScalarType.Float32)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        CheckNewName(name);
+        if (IsMerged) throw new InvalidOperationException($"Cannot add adapter '{name}' while {string.Join(", ", _merged)} is merged into the weight; call Unmerge() first.");
+        if (options.UseDora != magnitude is not null)
+            throw new ArgumentException($"Adapter '{name}': {(options.UseDora ? "a DoRA adapter needs its lora_magnitude_vector" : "a magnitude vector was given for a plain LoRA adapter")}.");
+        using var scope = NewDisposeScope();
+        var device = _baseLayer.weight!.device;
+        Register(name, options, loraA.to(dtype, device).clone(), loraB.to(dtype, device).clone(), magnitude?.to(dtype, device).clone());
+    }
+
     void Register(string name, LoraLayerOptions options, Tensor a, Tensor b, Tensor? magnitude)
     {
         CheckShapes(name, options.Rank, a, b, magnitude);

@@ -1,3 +1,4 @@
+using LoraPS.Adapters;
 using LoraPS.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -21,6 +22,7 @@ public enum Precision
 public sealed class LoraModel : IDisposable
 {
     readonly LoadedModel loaded;
+    LoraAdapterSet? adapters;
     bool disposed;
 
     LoraModel(LoadedModel loaded, TextTokenizer tokenizer, Precision precision)
@@ -63,6 +65,21 @@ public sealed class LoraModel : IDisposable
 
     public TransformerModel Network { get { ThrowIfDisposed(); return loaded.Model; } }
     public TextTokenizer Tokenizer { get; }
+
+    /// <summary>
+    /// The LoRA adapters on this model (PEFT's <c>PeftModel</c> view): add, load, save, switch, merge. Created on first
+    /// use; until an adapter is added the network is the plain base model.
+    /// </summary>
+    public LoraAdapterSet Adapters { get { ThrowIfDisposed(); return adapters ??= new LoraAdapterSet(loaded.Model, loaded.Source); } }
+
+    /// <summary>Parameters that currently require gradients (PEFT's <c>print_trainable_parameters</c> "trainable params").</summary>
+    public long TrainableParameters => ParameterCount.Of(Network).Trainable;
+
+    /// <summary>All distinct parameters, adapters and module copies included (PEFT's "all params").</summary>
+    public long TotalParameters => ParameterCount.Of(Network).Total;
+
+    /// <summary>100 · trainable / total.</summary>
+    public double TrainablePercent => ParameterCount.Of(Network).TrainablePercent;
     public ModelConfig Config => loaded.Config;
     public LoadReport LoadReport => loaded.Report;
     public Precision Precision { get; }
@@ -94,7 +111,9 @@ public sealed class LoraModel : IDisposable
         if (disposed) throw new ObjectDisposedException(nameof(LoraModel), $"The model '{Name}' was removed (disposed); import it again with Import-LoraModel.");
     }
 
-    public override string ToString() => $"{Name} ({Architecture}, {Parameters:N0} parameters, {Precision})";
+    public override string ToString() => adapters is { Names.Count: > 0 } set
+        ? $"{Name} ({Architecture}, {Precision}, adapters {string.Join(", ", set.Names)}; {ParameterCount.Of(Network)})"
+        : $"{Name} ({Architecture}, {Parameters:N0} parameters, {Precision})";
 
     public void Dispose()
     {

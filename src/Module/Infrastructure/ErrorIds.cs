@@ -37,6 +37,14 @@ public static class ErrorIds
     /// <summary>An exception LoraPS did not anticipate; the message and inner exception tell what happened (NotSpecified).</summary>
     public const string Unexpected = "Unexpected";
 
+    // Adapters.
+    /// <summary>A model has no adapter of the given name (ObjectNotFound); the message lists the names it has.</summary>
+    public const string AdapterNotFound = "AdapterNotFound";
+    /// <summary>A folder already holds an adapter and -Force was not given (ResourceExists).</summary>
+    public const string AdapterExists = "AdapterExists";
+    /// <summary>An output folder is not empty and -Force was not given (ResourceExists).</summary>
+    public const string FolderNotEmpty = "FolderNotEmpty";
+
     // Runtime.
     /// <summary>libtorch's native libraries could not be loaded (ResourceUnavailable).</summary>
     public const string TorchUnavailable = "TorchUnavailable";
