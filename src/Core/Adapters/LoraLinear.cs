@@ -255,9 +255,13 @@ public sealed partial class LoraLinear : Module<Tensor, Tensor>
         return result.to(resultDtype).MoveToOuterDisposeScope();
     }
 
-    /// <summary>s·(x·Aᵀ)·Bᵀ: two skinny matmuls through the rank-r bottleneck; B·A is never formed.</summary>
+    /// <summary>
+    /// s·(x·Aᵀ)·Bᵀ: two skinny matmuls through the rank-r bottleneck; B·A is never formed. PEFT scales the
+    /// (tokens, out) result; scaling the (tokens, r) bottleneck instead is the same product and saves a full-width
+    /// elementwise pass in the forward and in the backward.
+    /// </summary>
     internal static Tensor LoraUpdate(Tensor x, Tensor a, Tensor b, double scaling) =>
-        functional.linear(functional.linear(x, a), b) * scaling;
+        functional.linear(functional.linear(x, a) * scaling, b);
 
     /// <summary>
     /// DoRA's addition to base(x) (PEFT 0.10 <c>_apply_dora</c>): with g = m / ‖W + s·B·A‖ per output row and the
