@@ -51,10 +51,11 @@ public sealed partial class LoraAdapterSet
     }
 
     /// <summary>PEFT: <c>default</c> in the folder itself, others in a subfolder named after them.</summary>
-    static string AdapterFolder(string root, string name) =>
+    public static string AdapterFolder(string root, string name) =>
         name == PeftStateDictKeys.DefaultAdapterName ? root : Path.Combine(root, name);
 
-    static bool HoldsAdapter(string folder) =>
+    /// <summary>True when <paramref name="folder"/> already holds an adapter config or adapter weights.</summary>
+    public static bool HoldsAdapter(string folder) =>
         File.Exists(Path.Combine(folder, PeftAdapterConfig.FileName))
         || File.Exists(Path.Combine(folder, WeightsFileName))
         || File.Exists(Path.Combine(folder, PickleWeightsFileName));

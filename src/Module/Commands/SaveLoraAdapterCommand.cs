@@ -61,9 +61,8 @@ public sealed class SaveLoraAdapterCommand : AdapterCmdlet
         var root = GetUnresolvedFileSystemPath(Path);
         foreach (var name in ResolveAdapterNames(Model, Name))
         {
-            // Same rule as LoraAdapterSet.Save: default in the folder itself, others in a subfolder.
-            var folder = name == "default" ? root : System.IO.Path.Combine(root, name);
-            if (!Force && HoldsAdapter(folder))
+            var folder = LoraAdapterSet.AdapterFolder(root, name);
+            if (!Force && LoraAdapterSet.HoldsAdapter(folder))
             {
                 WriteError(ErrorIds.AdapterExists, ErrorCategory.ResourceExists,
                     $"'{folder}' already holds an adapter ({PeftAdapterConfig.FileName} or adapter weights); pass -Force to overwrite it, or choose another -Path.", folder);
@@ -76,9 +75,4 @@ public sealed class SaveLoraAdapterCommand : AdapterCmdlet
                     WriteObject(new LoraAdapterSaveResult(name, f, [PeftAdapterConfig.FileName, LoraAdapterSet.WeightsFileName]));
         }
     }
-
-    static bool HoldsAdapter(string folder) =>
-        File.Exists(System.IO.Path.Combine(folder, PeftAdapterConfig.FileName))
-        || File.Exists(System.IO.Path.Combine(folder, LoraAdapterSet.WeightsFileName))
-        || File.Exists(System.IO.Path.Combine(folder, LoraAdapterSet.PickleWeightsFileName));
 }
