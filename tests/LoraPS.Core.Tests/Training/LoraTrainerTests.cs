@@ -111,6 +111,42 @@ public class LoraTrainerTests
     }
 
     [Fact]
+    public void AResumeAfterACrashDropsTheMetricsOfLostSteps()
+    {
+        using var folder = new TempFolder();
+        using var scope = NewDisposeScope();
+        Dictionary<string, Tensor> uninterrupted;
+        using (var model = Stories(dropout: 0.1))
+            uninterrupted = AdapterTensors(LoraTrainer.Run(model, Arithmetic(model), Options(folder.Path) with { SaveInterval = 4 }).AdapterPath);
+        var losses = Losses(folder.Path);
+        // As if the process had died after step 6's metrics, before it finished: the last checkpoint is step 4's.
+        Assert.Equal("step-000004", File.ReadAllText(folder.Sub("checkpoints", "latest")));
+        Directory.Delete(folder.Sub("final"), recursive: true);
+        using var fresh = Stories(withAdapter: false);
+        var resumed = LoraTrainer.Resume(folder.Path, fresh, Arithmetic(fresh));
+        Assert.Equal(6, resumed.Steps);
+        Assert.Equal(losses, Losses(folder.Path));
+        foreach (var (key, tensor) in uninterrupted) TensorAssert.Equal(tensor, AdapterTensors(resumed.AdapterPath)[key], key);
+    }
+
+    [Fact]
+    public void ClassificationValidationReportsAccuracy()
+    {
+        using var folder = new TempFolder();
+        using var model = LoraModel.Load(LoraPS.Tests.Models.ModelTestFiles.Stories260K, head: ModelHeadKind.SequenceClassification, numLabels: 2);
+        model.Adapters.Add("default", new LoraPS.Adapters.LoraConfig { Rank = 2, Alpha = 4 }, seed: 1);
+        var all = LoraPS.Data.DatasetReader.ReadFile(LoraPS.Tests.Data.DataFixtures.Sst2("train"));
+        var data = LoraPS.Data.DataPreparation.Prepare(all.WithExamples(all.Examples.Take(16).ToList()), model.Tokenizer,
+            new LoraPS.Data.DataPreparationOptions { ValidationFraction = 0.5 });
+        var result = LoraTrainer.Run(model, data, Options(folder.Path) with { MaxSteps = 2, EvaluateAtEnd = true });
+        Assert.NotNull(result.FinalValidation!.Accuracy);
+        Assert.InRange(result.FinalValidation.Accuracy!.Value, 0, 1);
+        Assert.Equal(8, result.FinalValidation.Examples);
+        Assert.Equal(8, result.FinalValidation.Tokens);
+        Assert.Contains("val_accuracy", File.ReadAllLines(folder.Sub("metrics.jsonl"))[^1]);
+    }
+
+    [Fact]
     public void ANonFiniteLossStopsWithTheLastGoodCheckpointKept()
     {
         using var folder = new TempFolder();
