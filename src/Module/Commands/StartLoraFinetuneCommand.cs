@@ -195,9 +195,8 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
             : clear ? "Delete the folder's contents and write a LoRA fine-tuning run" : "Write a LoRA fine-tuning run";
         if (!ShouldProcess(runFolder, action)) return;
 
-        var train = ParameterSetName == DataPathSet
-            ? RunEngine(token => DatasetReader.ReadFile(ResolveSingleExistingFileSystemPath(DataPath, literal: false), null, token), DataPath)
-            : Dataset;
+        string? dataFile = ParameterSetName == DataPathSet ? ResolveSingleExistingFileSystemPath(DataPath, literal: false) : null;
+        var train = dataFile is not null ? RunEngine(token => DatasetReader.ReadFile(dataFile, null, token), dataFile) : Dataset;
         var preparation = new DataPreparationOptions
         {
             ValidationFraction = ValidationFraction,
