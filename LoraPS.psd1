@@ -17,6 +17,7 @@
         'Get-LoraAdapter'
         'Get-LoraRuntime'
         'Import-LoraAdapter'
+        'Import-LoraDataset'
         'Import-LoraModel'
         'Invoke-LoraGenerate'
         'Join-LoraAdapter'
@@ -26,6 +27,7 @@
         'Remove-LoraModel'
         'Save-LoraAdapter'
         'Set-LoraAdapter'
+        'Start-LoraFinetune'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

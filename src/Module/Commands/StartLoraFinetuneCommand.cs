@@ -1,0 +1,261 @@
+using System.Globalization;
+using System.Management.Automation;
+using LoraPS.Data;
+using LoraPS.Models;
+using LoraPS.Module.Infrastructure;
+using LoraPS.Training;
+
+namespace LoraPS.Module.Commands;
+
+/// <summary>Fine-tunes a model's LoRA adapter on a dataset (LitGPT finetune_lora) and writes a run folder.</summary>
+/// <remarks>
+/// <para>
+/// Start-LoraFinetune tokenizes the dataset with the model's tokenizer, trains the model's active adapter with AdamW
+/// (or SGD), a warmup-then-cosine learning rate, gradient accumulation from -MicroBatchSize to -BatchSize and
+/// periodic validation, and writes the run folder: run.json (every setting), metrics.jsonl (one line per step),
+/// checkpoints/ and final/ (the trained adapter in PEFT's format). Defaults are LitGPT's: 5 epochs, batch 16, micro
+/// batch 1, 100 warmup steps, lr 1e-3, seed 1337.
+/// </para>
+/// <para>
+/// The model needs an adapter first (New-LoraConfig | Add-LoraAdapter). A folder that is not empty is refused unless
+/// -Force (which deletes what it holds). Ctrl+C stops after the current step, saves a checkpoint, writes the partial
+/// result and stops; continue with -Resume and the same model, data and data options. The progress bar shows the
+/// step, the loss, tokens per second and the time left.
+/// </para>
+/// </remarks>
+/// <example>Fine-tune the bundled model on the Alpaca subset
+/// <code>$model = Import-LoraModel
+/// New-LoraConfig -Rank 8 | Add-LoraAdapter -Model $model | Out-Null
+/// $data = Import-LoraDataset ./data/alpaca/alpaca_5000_subset.json
+/// Start-LoraFinetune -Model $model -Dataset $data -OutputPath ./out/alpaca -MaxSteps 200 -ValidationFraction 0.05</code>
+/// <para>Trains 200 steps of 16 examples and prints the steps, final loss, validation loss, speed and adapter folder.</para>
+/// </example>
+/// <example>Continue an interrupted run
+/// <code>$model = Import-LoraModel
+/// Start-LoraFinetune -Model $model -DataPath ./data/alpaca/alpaca_5000_subset.json -ValidationFraction 0.05 -Resume ./out/alpaca</code>
+/// <para>Loads the adapter and optimizer state from the newest checkpoint and trains the remaining steps.</para>
+/// </example>
+[Cmdlet(VerbsLifecycle.Start, "LoraFinetune", DefaultParameterSetName = DatasetSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(TrainingResult))]
+public sealed class StartLoraFinetuneCommand : LoraCmdlet
+{
+    const string DatasetSet = "Dataset", DataPathSet = "DataPath";
+
+    /// <summary>The model from Import-LoraModel, with an adapter from Add-LoraAdapter (or, with -Resume, without it).</summary>
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNull]
+    public LoraModel Model { get; set; } = null!;
+
+    /// <summary>The training data from Import-LoraDataset.</summary>
+    [Parameter(Mandatory = true, Position = 1, ParameterSetName = DatasetSet, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public Dataset Dataset { get; set; } = null!;
+
+    /// <summary>A dataset file to read as Import-LoraDataset would (format and properties detected).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = DataPathSet)]
+    [ValidateNotNullOrEmpty]
+    public string DataPath { get; set; } = null!;
+
+    /// <summary>A separate validation dataset; not together with -ValidationFraction.</summary>
+    [Parameter]
+    public Dataset? ValidationDataset { get; set; }
+
+    /// <summary>The share of the training data held out for validation (split with seed 42); 0 for none.</summary>
+    /// <value>Default: 0.</value>
+    [Parameter]
+    [ValidateRange(0.0, 0.99)]
+    public double ValidationFraction { get; set; }
+
+    /// <summary>The run folder; it must be empty or not exist (see -Force). Default: out/finetune/lora-TIMESTAMP.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? OutputPath { get; set; }
+
+    /// <summary>Passes over the training data, when -MaxSteps is not given.</summary>
+    /// <value>Default: 5.</value>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int Epochs { get; set; } = 5;
+
+    /// <summary>Optimizer steps to run; overrides -Epochs.</summary>
+    [Parameter]
+    [ValidateRange(1L, long.MaxValue)]
+    public long MaxSteps { get; set; }
+
+    /// <summary>Stop after the step during which this much time has passed (with a checkpoint and the final adapter).</summary>
+    [Parameter]
+    public TimeSpan MaxTime { get; set; }
+
+    /// <summary>Examples per optimizer step (the global batch); a multiple of -MicroBatchSize.</summary>
+    /// <value>Default: 16.</value>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int BatchSize { get; set; } = 16;
+
+    /// <summary>Examples per forward/backward pass; the gradients of BatchSize/MicroBatchSize passes are accumulated.</summary>
+    /// <value>Default: 1.</value>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int MicroBatchSize { get; set; } = 1;
+
+    /// <summary>The peak learning rate.</summary>
+    /// <value>Default: 0.001.</value>
+    [Parameter]
+    [ValidateRange(0.0, double.MaxValue)]
+    public double LearningRate { get; set; } = 1e-3;
+
+    /// <summary>Steps of linear warmup from 0 before the cosine decay (cut to the run's length).</summary>
+    /// <value>Default: 100.</value>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int WarmupSteps { get; set; } = 100;
+
+    /// <summary>The optimizer: AdamW (torch.optim.AdamW) or SGD.</summary>
+    /// <value>Default: AdamW.</value>
+    [Parameter]
+    public OptimizerKind Optimizer { get; set; } = OptimizerKind.AdamW;
+
+    /// <summary>Weight decay (default: 0.01 for AdamW, 0 for SGD, as in torch).</summary>
+    [Parameter]
+    [ValidateRange(0.0, double.MaxValue)]
+    public double WeightDecay { get; set; }
+
+    /// <summary>Clip the global gradient norm to this value; without it the norm is only measured.</summary>
+    [Parameter]
+    [ValidateRange(0.0, double.MaxValue)]
+    public double MaxGradNorm { get; set; }
+
+    /// <summary>Compute the loss only on the response tokens, not on the prompt.</summary>
+    [Parameter]
+    public SwitchParameter MaskPrompt { get; set; }
+
+    /// <summary>Cut longer examples to this many tokens; by default every token is kept.</summary>
+    [Parameter]
+    [ValidateRange(2, int.MaxValue)]
+    public int MaxSeqLength { get; set; }
+
+    /// <summary>The instruction template: alpaca (LitGPT's default) or plain.</summary>
+    /// <value>Default: alpaca.</value>
+    [Parameter]
+    [ValidateSet("alpaca", "plain")]
+    public string PromptStyle { get; set; } = "alpaca";
+
+    /// <summary>Seed of the batch order and the dropout masks.</summary>
+    /// <value>Default: 1337.</value>
+    [Parameter]
+    public long Seed { get; set; } = 1337;
+
+    /// <summary>Validate every this many steps; 0 only at the end.</summary>
+    /// <value>Default: 100.</value>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int EvalInterval { get; set; } = 100;
+
+    /// <summary>Write a checkpoint every this many steps; 0 only when stopped early.</summary>
+    /// <value>Default: 1000.</value>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int SaveInterval { get; set; } = 1000;
+
+    /// <summary>Continue the run in this folder from its newest checkpoint, with the settings in its run.json.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Resume { get; set; }
+
+    /// <summary>Use -OutputPath even when it is not empty, deleting what it holds.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
+
+    protected override void ProcessRecord()
+    {
+        if (ValidationDataset is not null && Bound(nameof(ValidationFraction)) && ValidationFraction > 0)
+            ThrowTerminating(ErrorIds.InvalidArgument, ErrorCategory.InvalidArgument,
+                "Give either -ValidationDataset or -ValidationFraction, not both.");
+        if (Resume is null && Model.Adapters.Names.Count == 0)
+            ThrowTerminating(ErrorIds.InvalidOperation, ErrorCategory.InvalidOperation,
+                $"The model {Model} has no LoRA adapter to train. Add one first: New-LoraConfig | Add-LoraAdapter -Model $model " +
+                "(or pass -Resume to continue a run, which loads its adapter).", Model);
+
+        string runFolder = Resume is not null
+            ? ResolveSingleExistingFileSystemPath(Resume, literal: true)
+            : GetUnresolvedFileSystemPath(OutputPath ?? System.IO.Path.Combine("out", "finetune",
+                "lora-" + DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)));
+        bool clear = false;
+        if (Resume is null && Directory.Exists(runFolder) && Directory.EnumerateFileSystemEntries(runFolder).Any())
+        {
+            if (!Force)
+                ThrowTerminating(ErrorIds.FolderNotEmpty, ErrorCategory.ResourceExists,
+                    $"'{runFolder}' is not empty. Choose another -OutputPath, pass -Resume '{runFolder}' to continue a run there, or -Force to delete what it holds.", runFolder);
+            clear = true;
+        }
+
+        string action = Resume is not null ? "Resume LoRA fine-tuning"
+            : clear ? "Delete the folder's contents and write a LoRA fine-tuning run" : "Write a LoRA fine-tuning run";
+        if (!ShouldProcess(runFolder, action)) return;
+
+        string? dataFile = ParameterSetName == DataPathSet ? ResolveSingleExistingFileSystemPath(DataPath, literal: false) : null;
+        var train = dataFile is not null ? RunEngine(token => DatasetReader.ReadFile(dataFile, null, token), dataFile) : Dataset;
+        var preparation = new DataPreparationOptions
+        {
+            ValidationFraction = ValidationFraction,
+            Tokenization = new TokenizationOptions
+            {
+                PromptStyle = PromptStyles.FromName(PromptStyle),
+                MaskPrompt = MaskPrompt,
+                MaxSeqLength = Bound(nameof(MaxSeqLength)) ? MaxSeqLength : null,
+            },
+        };
+        var data = RunEngine(token => DataPreparation.Prepare(train, Model.Tokenizer, preparation, ValidationDataset, cancellationToken: token), train);
+        WriteVerbose($"Prepared {data.Train.Count} training and {data.ValidationExamples.Count} validation examples ({data.Train.TotalTokens:N0} tokens, longest {data.Train.MaxLength}, {data.Train.TruncatedCount} truncated).");
+
+        if (clear)
+            RunEngine(_ => { foreach (var entry in new DirectoryInfo(runFolder).EnumerateFileSystemInfos()) DeleteEntry(entry); }, runFolder);
+
+        TrainingResult result;
+        using (var progress = CreateProgress<TrainingProgress>(Resume is null ? $"Fine-tuning {Model}" : $"Resuming {runFolder}", Describe))
+        {
+            result = Resume is not null
+                ? RunEngine(token => LoraTrainer.Resume(runFolder, Model, data, progress, token), runFolder)
+                : RunEngine(token => LoraTrainer.Run(Model, data, Options(runFolder), progress, token), runFolder);
+        }
+        WriteVerbose($"{result.StopReason} after {result.Steps} of {result.MaxSteps} steps; adapter in {result.AdapterPath}.");
+        WriteObject(result);
+        // The engine stopped after a step and saved a checkpoint instead of throwing; the pipeline still has to stop.
+        if (result.StopReason == StopReason.Cancelled) throw new PipelineStoppedException();
+    }
+
+    TrainingOptions Options(string runFolder) => new()
+    {
+        OutputDirectory = runFolder,
+        Epochs = Epochs,
+        MaxSteps = Bound(nameof(MaxSteps)) ? MaxSteps : null,
+        MaxTime = Bound(nameof(MaxTime)) ? MaxTime : null,
+        GlobalBatchSize = BatchSize,
+        MicroBatchSize = MicroBatchSize,
+        Optimizer = new OptimizerOptions
+        {
+            Kind = Optimizer,
+            LearningRate = LearningRate,
+            WeightDecay = Bound(nameof(WeightDecay)) ? WeightDecay : null,
+        },
+        Schedule = new LearningRateSchedule { WarmupSteps = WarmupSteps },
+        MaxGradNorm = Bound(nameof(MaxGradNorm)) ? MaxGradNorm : null,
+        Seed = Seed,
+        EvalInterval = EvalInterval,
+        SaveInterval = SaveInterval,
+    };
+
+    static ProgressUpdate Describe(TrainingProgress p) => new(
+        string.Create(CultureInfo.InvariantCulture, $"Step {p.Step}/{p.MaxSteps}, loss {p.Loss:F4}, {p.TokensPerSecond:N0} tokens/s") +
+            (p.Validation is { } v ? string.Create(CultureInfo.InvariantCulture, $", val loss {v.Loss:F4}") : ""),
+        (int)Math.Clamp(p.PercentComplete, 0, 100),
+        SecondsRemaining: p.Remaining is { } r ? (int)Math.Min(int.MaxValue, r.TotalSeconds) : -1);
+
+    static void DeleteEntry(FileSystemInfo entry)
+    {
+        if (entry is DirectoryInfo directory) directory.Delete(recursive: true);
+        else entry.Delete();
+    }
+}
