@@ -1,5 +1,5 @@
 # A first LoRA fine-tune of the bundled stories260K on GPT-3's two-digit addition (data/arithmetic), under a minute
-# on this 2-core CPU. Shows the loss before and after and a few answers. Run: ./loraps examples/finetune.ps1
+# on this 2-core CPU. Shows one answer before and after, and the run's losses. Run: ./loraps examples/finetune.ps1
 param(
     [int] $MaxSteps = 400,
     [string] $OutputPath = "out/finetune/two-digit-addition"
