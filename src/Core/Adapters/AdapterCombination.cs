@@ -23,6 +23,15 @@ public enum AdapterCombinationType
 /// </summary>
 internal static class AdapterCombination
 {
+    /// <summary>The argument rules shared by the model-level and layer-level weighted combination.</summary>
+    public static void CheckArguments(IReadOnlyList<string> adapters, IReadOnlyList<double> weights)
+    {
+        ArgumentNullException.ThrowIfNull(adapters);
+        ArgumentNullException.ThrowIfNull(weights);
+        if (adapters.Count == 0) throw new ArgumentException("Give at least one adapter to combine.", nameof(adapters));
+        if (adapters.Count != weights.Count) throw new ArgumentException($"{adapters.Count} adapters but {weights.Count} weights; give one weight per adapter.", nameof(weights));
+    }
+
     /// <summary>One source: its factors, scaling and combination weight.</summary>
     public readonly record struct Source(Tensor A, Tensor B, double Scaling, double Weight);
 

@@ -29,10 +29,7 @@ public sealed partial class LoraAdapterSet
         int? svdRank = null,
         double? svdClamp = null)
     {
-        ArgumentNullException.ThrowIfNull(adapters);
-        ArgumentNullException.ThrowIfNull(weights);
-        if (adapters.Count == 0) throw new ArgumentException("Give at least one adapter to combine.", nameof(adapters));
-        if (adapters.Count != weights.Count) throw new ArgumentException($"{adapters.Count} adapters but {weights.Count} weights; give one weight per adapter.", nameof(weights));
+        AdapterCombination.CheckArguments(adapters, weights);
         if (weights.Any(w => !double.IsFinite(w))) throw new ArgumentException("Combination weights must be finite numbers.", nameof(weights));
         foreach (var a in adapters) Known(a);
         if (adapters.Distinct(StringComparer.Ordinal).Count() != adapters.Count) throw new ArgumentException("An adapter is listed twice; combine each once with the summed weight.", nameof(adapters));

@@ -25,10 +25,7 @@ public sealed partial class LoraLinear
         int? svdRank = null,
         double? svdClamp = null)
     {
-        ArgumentNullException.ThrowIfNull(adapters);
-        ArgumentNullException.ThrowIfNull(weights);
-        if (adapters.Count == 0) throw new ArgumentException("Give at least one adapter to combine.", nameof(adapters));
-        if (adapters.Count != weights.Count) throw new ArgumentException($"{adapters.Count} adapters but {weights.Count} weights; give one weight per adapter.", nameof(weights));
+        AdapterCombination.CheckArguments(adapters, weights);
         CheckNewName(name);
 
         var present = adapters.Zip(weights).Where(p => _options.ContainsKey(p.First)).ToList();
