@@ -543,11 +543,7 @@ function Set-Content {
     )
     begin { $lines = [System.Collections.Generic.List[string]]::new() }
     process { foreach ($v in $Value) { $lines.Add("$v") } }
-    end {
-        $file = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
-        $text = if ($NoNewline) { $lines -join '' } else { ($lines | ForEach-Object { "$_`n" }) -join '' }
-        [System.IO.File]::WriteAllText($file, $text, [System.Text.UTF8Encoding]::new($false))
-    }
+    end { Write-LoraRunnerContent $Path $lines $NoNewline -Append:$false }
 }
 
 function Add-Content {
@@ -559,11 +555,16 @@ function Add-Content {
     )
     begin { $lines = [System.Collections.Generic.List[string]]::new() }
     process { foreach ($v in $Value) { $lines.Add("$v") } }
-    end {
-        $file = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
-        $text = if ($NoNewline) { $lines -join '' } else { ($lines | ForEach-Object { "$_`n" }) -join '' }
-        [System.IO.File]::AppendAllText($file, $text, [System.Text.UTF8Encoding]::new($false))
-    }
+    end { Write-LoraRunnerContent $Path $lines $NoNewline -Append:$true }
+}
+
+# The shared body of Set-Content and Add-Content.
+function Write-LoraRunnerContent {
+    param([string] $Path, $Lines, [bool] $NoNewline, [switch] $Append)
+    $file = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
+    $text = if ($NoNewline) { $Lines -join '' } else { ($Lines | ForEach-Object { "$_`n" }) -join '' }
+    $utf8 = [System.Text.UTF8Encoding]::new($false)
+    if ($Append) { [System.IO.File]::AppendAllText($file, $text, $utf8) } else { [System.IO.File]::WriteAllText($file, $text, $utf8) }
 }
 
 # Get-ChildItem [[-Path] <string>] [-Filter <string>] [-Recurse] [-File] [-Directory] [-Force]
