@@ -19,6 +19,7 @@
         'Import-LoraAdapter'
         'Import-LoraDataset'
         'Import-LoraModel'
+        'Invoke-LoraEval'
         'Invoke-LoraGenerate'
         'Join-LoraAdapter'
         'Merge-LoraAdapter'

@@ -48,4 +48,14 @@ public static class ErrorIds
     // Runtime.
     /// <summary>libtorch's native libraries could not be loaded (ResourceUnavailable).</summary>
     public const string TorchUnavailable = "TorchUnavailable";
+
+    // Evaluation.
+    /// <summary>-Task names no task (ObjectNotFound); the message lists close matches.</summary>
+    public const string UnknownTask = "UnknownTask";
+    /// <summary>A task's data file is missing under the data root (ObjectNotFound); give -DataRoot.</summary>
+    public const string TaskDataNotFound = "TaskDataNotFound";
+    /// <summary>A task needs another model head, e.g. MMLU on a classification model (InvalidArgument).</summary>
+    public const string ModelHeadMismatch = "ModelHeadMismatch";
+    /// <summary>-OutFile exists and -Force was not given (ResourceExists).</summary>
+    public const string ResultsFileExists = "ResultsFileExists";
 }
