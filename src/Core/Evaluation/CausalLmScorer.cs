@@ -28,8 +28,8 @@ public sealed record ScorerOptions
 /// Scores requests with a causal LM exactly as lm-eval's HFLM does: the context/continuation token split of
 /// <c>_encode_pair</c>, the prefix token for an empty context, input = <c>(ctx+cont)[-(max_len+1):][:-1]</c>, the
 /// summed log-softmax over the continuation positions and <c>is_greedy</c>. Requests are sorted longest first,
-/// right-padded into batches, and requests whose model input is identical (multiple choice with one-token answers
-/// such as MMLU's " A".." D") share one forward row, like lm-eval's logits cache.
+/// right-padded into batches, and a request whose model input equals or begins another's is read from that row
+/// (MMLU's " A".." D" after one question: one forward pass), a superset of lm-eval's logits cache.
 /// </summary>
 public sealed class CausalLmScorer : ILanguageModelScorer
 {
@@ -128,7 +128,8 @@ public sealed class CausalLmScorer : ILanguageModelScorer
     sealed class Row(long[] input)
     {
         public long[] Input { get; } = input;
-        public List<(int Index, int[] Continuation)> Requests { get; } = new();
+        /// <summary>Each request read from this row: its index, continuation, and the length of its own input.</summary>
+        public List<(int Index, int[] Continuation, int InputLength)> Requests { get; } = new();
     }
 
     LoglikelihoodResult[] ScoreChunk(IReadOnlyList<(int[] Context, int[] Continuation)> requests, int start, int count)
@@ -146,13 +147,38 @@ public sealed class CausalLmScorer : ILanguageModelScorer
             var input = whole[Math.Max(0, whole.Length - (MaxLength + 1))..^1];
             var key = string.Join(',', input);
             if (!rows.TryGetValue(key, out var row)) rows[key] = row = new Row(input);
-            row.Requests.Add((i, continuation));
+            row.Requests.Add((i, continuation, input.Length));
         }
         // Longest first, as lm-eval's Collator: padding stays small and an out-of-memory shows up in the first batch.
         var ordered = rows.Values.OrderByDescending(r => r.Input.Length).ToList();
+        ordered = MergePrefixes(ordered);
         for (int b = 0; b < ordered.Count; b += options.BatchSize)
             ScoreBatch(ordered.GetRange(b, Math.Min(options.BatchSize, ordered.Count - b)), results);
         return results;
+    }
+
+    /// <summary>
+    /// A causal model's logits at a position depend only on the tokens up to it, so a row whose input is a prefix of a
+    /// longer row's input is read from the longer row: the choices of a question share one forward pass even when
+    /// their continuations differ in length (lm-eval shares only identical inputs). Rows come longest first.
+    /// </summary>
+    static List<Row> MergePrefixes(List<Row> rows)
+    {
+        var kept = new List<Row>();
+        foreach (var row in rows)
+        {
+            var host = kept.FirstOrDefault(k => IsPrefix(row.Input, k.Input));
+            if (host is null) kept.Add(row);
+            else host.Requests.AddRange(row.Requests);
+        }
+        return kept;
+    }
+
+    static bool IsPrefix(long[] prefix, long[] of)
+    {
+        if (prefix.Length > of.Length) return false;
+        for (int i = 0; i < prefix.Length; i++) if (prefix[i] != of[i]) return false;
+        return true;
     }
 
     void ScoreBatch(List<Row> batch, LoglikelihoodResult[] results)
@@ -166,17 +192,18 @@ public sealed class CausalLmScorer : ILanguageModelScorer
         for (int b = 0; b < batch.Count; b++)
         {
             var row = batch[b];
-            int length = row.Input.Length;
-            int span = row.Requests.Max(r => r.Continuation.Length);
-            var logProbs = logits[b, (length - span)..length].to(ScalarType.Float32).log_softmax(-1);
+            // Logits at position p predict token p+1: a request with input length L and n continuation tokens reads L−n .. L−1.
+            int first = row.Requests.Min(r => r.InputLength - r.Continuation.Length);
+            int end = row.Requests.Max(r => r.InputLength);
+            var logProbs = logits[b, first..end].to(ScalarType.Float32).log_softmax(-1);
             long vocab = logProbs.shape[1];
             var values = logProbs.data<float>().ToArray();
             var argmax = logProbs.argmax(-1).data<long>().ToArray();
-            foreach (var (index, continuation) in row.Requests)
+            foreach (var (index, continuation, inputLength) in row.Requests)
             {
                 double sum = 0;
                 bool greedy = true;
-                int offset = span - continuation.Length;
+                int offset = inputLength - continuation.Length - first;
                 for (int k = 0; k < continuation.Length; k++)
                 {
                     sum += values[(offset + k) * vocab + continuation[k]];
@@ -184,7 +211,7 @@ public sealed class CausalLmScorer : ILanguageModelScorer
                 }
                 results[index] = new LoglikelihoodResult(sum, greedy, continuation.Length);
             }
-            TokensProcessed += length;
+            TokensProcessed += row.Input.Length;
         }
         ForwardRows += batch.Count;
     }
