@@ -89,7 +89,7 @@ internal static class BuiltinTasks
             "truthfulqa_mc2" => TruthfulQaTask(name, mc2: true, () => data.File(name, "truthfulqa", "mc_task.json.gz")),
             "gsm8k" => new Gsm8kTask(() => Gsm8k(data.File(name, "gsm8k", "test.jsonl.gz")), () => Gsm8k(data.File(name, "gsm8k", "train.jsonl.gz"))),
             "sst2" => new ClassificationTask(name, () => Glue(data.File(name, "glue", "sst2", "test.tsv"), header: true, text: 0, pair: null, label: 1), "glue/sst2 (GLUE validation)"),
-            "cola" => new ClassificationTask(name, () => Glue(data.File(name, "glue", "cola", "dev.tsv"), header: false, text: 0, pair: null, label: 1), "glue/cola (GLUE validation)"),
+            "cola" => new ClassificationTask(name, () => Glue(data.File(name, "glue", "cola", "dev.tsv"), header: false, text: 0, pair: null, label: 1), "glue/cola dev.tsv (516 of GLUE validation's 1043)"),
             "mrpc" => new ClassificationTask(name, () => Glue(data.File(name, "glue", "mrpc", "msr_paraphrase_test.txt"), header: true, text: 3, pair: 4, label: 0), "glue/mrpc (MSR paraphrase test)"),
             _ => null,
         };

@@ -165,7 +165,7 @@ public sealed class InvokeLoraEvalCommand : LoraCmdlet
     void Evaluate(IReadOnlyList<EvalTask> tasks, string? adapter, EvaluationOptions options)
     {
         string label = adapter ?? EvalResult.BaseAdapter;
-        using var selection = RunEngine(_ => AdapterSelection.Use(Model, adapter), Model);
+        using var selection = Select(adapter);
         using var progress = CreateProgress<EvalProgress>($"Evaluating {Model.Name} ({label})", p => new ProgressUpdate(
             $"{p.Task} ({p.TaskIndex + 1}/{p.TaskCount}): {p.Done} requests scored", 100 * p.TaskIndex / Math.Max(1, p.TaskCount)));
         using var results = Evaluator.Run(Model.Network, Model.Tokenizer, tasks, options, CancellationToken, progress).GetEnumerator();
@@ -180,6 +180,24 @@ public sealed class InvokeLoraEvalCommand : LoraCmdlet
         {
             WriteResultsFile();
             throw new PipelineStoppedException();
+        }
+    }
+
+    AdapterSelection Select(string? adapter)
+    {
+        try
+        {
+            return AdapterSelection.Use(Model, adapter);
+        }
+        catch (KeyNotFoundException e)
+        {
+            ThrowTerminating(ErrorIds.AdapterNotFound, ErrorCategory.ObjectNotFound, e.Message, adapter, e);
+            throw;
+        }
+        catch (InvalidOperationException e)
+        {
+            ThrowTerminating(e, Model);
+            throw;
         }
     }
 
