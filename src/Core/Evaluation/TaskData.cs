@@ -17,7 +17,7 @@ public sealed class TaskDataNotFoundException(string task, string path)
 /// </summary>
 public sealed class TaskData
 {
-    public TaskData(string? root = null) => Root = Path.GetFullPath(root ?? BundledRoot);
+    public TaskData(string? root = null) => Root = Path.GetFullPath(string.IsNullOrEmpty(root) ? BundledRoot : root);
 
     public string Root { get; }
 
