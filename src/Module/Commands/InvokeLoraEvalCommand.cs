@@ -101,7 +101,8 @@ public sealed class InvokeLoraEvalCommand : LoraCmdlet
     [ValidateNotNullOrEmpty]
     public string DataRoot { get; set; } = null!;
 
-    /// <summary>Also write lm-eval's results JSON here (with several adapters: one file each, the adapter name before the extension).</summary>
+    /// <summary>Also write lm-eval's results JSON here; with several models or adapters one file each, named
+/// results.&lt;model&gt;.&lt;adapter or base&gt;.json.</summary>
     [Parameter(ParameterSetName = EvaluateSet)]
     [ValidateNotNullOrEmpty]
     public string OutFile { get; set; } = null!;
@@ -247,7 +248,7 @@ public sealed class InvokeLoraEvalCommand : LoraCmdlet
         foreach (var ((model, adapter), results) in scored)
         {
             var path = scored.Count == 1 ? outFile
-                : Path.Combine(Path.GetDirectoryName(outFile)!, $"{Path.GetFileNameWithoutExtension(outFile)}.{Safe(model.Name)}.{Safe(adapter)}{Path.GetExtension(outFile)}");
+                : Path.Combine(Path.GetDirectoryName(outFile)!, $"{Path.GetFileNameWithoutExtension(outFile)}.{Safe(model.Name)}.{(adapter == EvalResult.BaseAdapter ? "base" : Safe(adapter))}{Path.GetExtension(outFile)}");
             if (!ShouldProcess(path, "Write evaluation results")) continue;
             var options = new EvaluationOptions { Limit = Limit > 0 ? Limit : null, BatchSize = BatchSize, BootstrapIterations = BootstrapIterations };
             var document = EvalResultsFile.Build(results, model.Name, model.Path, adapter, options, model.ContextLength, started, ended);
