@@ -174,6 +174,8 @@ public sealed class InvokeLoraEvalCommand : LoraCmdlet
         while (Next(results, label))
         {
             list.Add(results.Current);
+            // Once stopping, the results file is written first: writing objects to a stopped pipeline throws.
+            if (CancellationToken.IsCancellationRequested) WriteResultsFile();
             foreach (var record in EvalResult.From(results.Current, Model.Name, label)) WriteObject(record);
             if (!results.Current.Complete) break;
         }

@@ -106,6 +106,31 @@ public sealed class MetricArithmeticTests
     }
 
     [Fact]
+    public void ACancelledRunReportsTheDocumentsWhoseChoicesWereAllScored()
+    {
+        // The scorer stops after three of four requests: only the first document is complete.
+        var table = new Dictionary<string, LoglikelihoodResult> { ["Q1| a"] = LL(-1), ["Q1| b"] = LL(-2), ["Q2| a"] = LL(-3) };
+        var partial = new PrefixScorer(new FakeScorer(table), 3);
+        var task = new MultipleChoiceTask("mc", 1.0, _ => new[]
+        {
+            new MultipleChoiceDoc("Q1", new[] { "a", "b" }, 0), new MultipleChoiceDoc("Q2", new[] { "a", "b" }, 0),
+        });
+        var result = task.Evaluate(new EvalContext { Scorer = partial });
+        Assert.False(result.Complete);
+        Assert.Equal(1, result.N);
+        Assert.Equal(1.0, result.Metrics[0].Value);
+    }
+
+    sealed class PrefixScorer(ILanguageModelScorer inner, int count) : ILanguageModelScorer
+    {
+        public IReadOnlyList<LoglikelihoodResult> Loglikelihood(IReadOnlyList<LoglikelihoodRequest> requests, CancellationToken cancellationToken = default) =>
+            inner.Loglikelihood(requests.Take(count).ToList(), cancellationToken);
+        public IReadOnlyList<RollingLoglikelihood> LoglikelihoodRolling(IReadOnlyList<string> texts, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+        public IReadOnlyList<string> GenerateUntil(IReadOnlyList<GenerateUntilRequest> requests, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+        public int TruncatedRequests => 0;
+    }
+
+    [Fact]
     public void WeightedPerplexitiesDivideTotalLogLikelihoodByWordsAndBytes()
     {
         // "one two three" = 3 words, 13 bytes; "é" = 1 word, 2 bytes. ll total −8.

@@ -103,6 +103,27 @@ public sealed class ScorerReferenceTests : IClassFixture<ScorerReferenceTests.St
     }
 
     [Fact]
+    public void ACancelledScorerReturnsAPrefix()
+    {
+        var requests = Requests("blimp_causative", 40);   // 80 requests: more than one chunk of 8 batches of 5
+        using var cancel = new CancellationTokenSource();
+        int reports = 0;
+        var scorer = new CausalLmScorer(model.Network, model.Tokenizer, new ScorerOptions
+        {
+            BatchSize = 5, Progress = new Progress(() => { if (++reports == 1) cancel.Cancel(); }),
+        });
+        var partial = scorer.Loglikelihood(requests, cancel.Token);
+        Assert.Equal(40, partial.Count);   // the first chunk (8 batches × 5), in request order
+        var full = new CausalLmScorer(model.Network, model.Tokenizer, new ScorerOptions { BatchSize = 5 }).Loglikelihood(requests);
+        Assert.Equal(full.Take(40), partial);
+    }
+
+    sealed class Progress(Action report) : IProgress<int>
+    {
+        public void Report(int value) => report();
+    }
+
+    [Fact]
     public void TaskScoresOnStoriesAreReproducible()
     {
         var task = EvalTaskRegistry.Create("blimp_causative");
