@@ -42,8 +42,8 @@ public sealed class Gsm8kTask : EvalTask
     public static string Context(MathWordProblem problem, IReadOnlyList<MathWordProblem> shots) =>
         string.Concat(shots.Select(s => Prompt(s) + " " + s.Answer + "\n\n")) + Prompt(problem);
 
-    /// <summary>lm-eval's <c>RegexFilter</c> + <c>take_first</c>: the first match (strict) or the last (flexible, group_select −1)
-    /// — of a multi-group match the first non-empty group of a multi-group match, stripped; "[invalid]" if none.</summary>
+    /// <summary>lm-eval's <c>RegexFilter</c> + <c>take_first</c>: the first match (strict) or the last (flexible,
+    /// group_select −1); of a multi-group match the first non-empty group; stripped; "[invalid]" if none.</summary>
     public static string Extract(string response, bool strict)
     {
         var regex = strict ? Strict : Flexible;

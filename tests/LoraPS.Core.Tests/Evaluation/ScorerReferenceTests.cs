@@ -103,6 +103,37 @@ public sealed class ScorerReferenceTests : IClassFixture<ScorerReferenceTests.St
     }
 
     [Fact]
+    public void RollingLoglikelihoodOfAShortTextIsItsScoreAfterBos()
+    {
+        const string text = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.";
+        var scorer = new CausalLmScorer(model.Network, model.Tokenizer);
+        var rolling = Assert.Single(scorer.LoglikelihoodRolling(new[] { text }));
+        var tokens = model.Tokenizer.Encode(text, addSpecialTokens: false).ToArray();
+        Assert.Equal(Naive(new[] { 1 }, tokens).LogLikelihood, rolling.LogLikelihood, 4);
+        Assert.True(tokens.Length > 16);
+        // With an 8-token window the same tokens are scored with less context: a different, finite total.
+        var windowed = new CausalLmScorer(model.Network, model.Tokenizer, new ScorerOptions { MaxLength = 8 }).LoglikelihoodRolling(new[] { text });
+        Assert.NotEqual(rolling.LogLikelihood, windowed[0].LogLikelihood);
+        Assert.True(double.IsFinite(windowed[0].LogLikelihood));
+    }
+
+    [Fact]
+    public void GenerationStopsAtTheFirstStopSequenceOfTheGreedyText()
+    {
+        var greedy = LoraPS.Generation.TextGenerator.Generate(model.Network, model.Tokenizer,
+            new LoraPS.Generation.GenerationRequest { Prompt = "Once upon a time", MaxNewTokens = 40 }).Completion;
+        var scorer = new CausalLmScorer(model.Network, model.Tokenizer);
+        var cut = Assert.Single(scorer.GenerateUntil(new[] { new GenerateUntilRequest("Once upon a time", new[] { "." }, 40) }));
+        Assert.Equal(greedy[..greedy.IndexOf('.')], cut);
+
+        var problem = new MathWordProblem("Lily has 2 apples and gets 3 more. How many apples does she have?", "2 + 3 = 5\n#### 5");
+        var result = new Gsm8kTask(() => new[] { problem }, () => new[] { problem }) { MaxGenTokens = 8 }
+            .Evaluate(new EvalContext { Scorer = scorer, NumFewshot = 1 });
+        Assert.Equal(1, result.N);
+        Assert.Equal(new[] { "strict-match", "flexible-extract" }, result.Metrics.Select(m => m.Filter));
+    }
+
+    [Fact]
     public void ACancelledScorerReturnsAPrefix()
     {
         var requests = Requests("blimp_causative", 40);   // 80 requests: more than one chunk of 8 batches of 5
