@@ -2,7 +2,7 @@
 # Invoke-LoraEval scores the base model and the adapter on the same loaded weights, on lm-eval's arithmetic_2da
 # (greedy exact match) and two BLiMP paradigms (grammatical vs ungrammatical sentence). Run: ./loraps examples/eval.ps1
 param(
-    [int] $MaxSteps = 1000,
+    [int] $MaxSteps = 400,
     [int] $Limit = 200,
     [string] $OutputPath = "out/eval"
 )
