@@ -29,7 +29,7 @@ public sealed class NotebookExecutor(string moduleManifest, bool smoke, TextWrit
         Environment.CurrentDirectory = folder;
         Notebook.Smoke = smoke;
         Environment.SetEnvironmentVariable("LORAPS_NOTEBOOK_SMOKE", smoke ? "1" : null);
-        Notebook.RepoRoot = Path.GetDirectoryName(Path.GetDirectoryName(moduleFolder))!;
+        Notebook.RepoRoot = RepoRootAbove(folder) ?? Path.GetDirectoryName(Path.GetDirectoryName(moduleFolder))!;
 
         var total = Stopwatch.StartNew();
         PowerShellKernel? pwsh = null;
@@ -43,7 +43,7 @@ public sealed class NotebookExecutor(string moduleManifest, bool smoke, TextWrit
                 var (kernel, code) = CellKernel.Resolve(cell, document.DefaultKernel);
                 if (string.IsNullOrWhiteSpace(code))
                 {
-                    cell.SetResult(0, []);
+                    cell.SetResult(null, []);
                     continue;
                 }
                 ICellKernel runner = kernel switch
@@ -76,6 +76,14 @@ public sealed class NotebookExecutor(string moduleManifest, bool smoke, TextWrit
             pwsh?.Dispose();
             Environment.CurrentDirectory = previousDirectory;
         }
+    }
+
+    /// <summary>The folder with LoraPS.sln at or above <paramref name="folder"/> (the module may be a copy elsewhere).</summary>
+    static string? RepoRootAbove(string folder)
+    {
+        for (var dir = new DirectoryInfo(folder); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "LoraPS.sln"))) return dir.FullName;
+        return null;
     }
 
     static string Indent(string text) =>

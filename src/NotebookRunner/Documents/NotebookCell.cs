@@ -34,8 +34,8 @@ public sealed class NotebookCell
         CellKernel.Normalize(_json["metadata"]?["polyglot_notebook"]?["kernelName"]?.GetValue<string>()
                              ?? _json["metadata"]?["dotnet_interactive"]?["language"]?.GetValue<string>());
 
-    /// <summary>Replaces the cell's outputs and execution count with those of a run.</summary>
-    public void SetResult(int executionCount, IEnumerable<JsonObject> outputs)
+    /// <summary>Replaces the cell's outputs and execution count with those of a run (null count: the cell was empty and not run).</summary>
+    public void SetResult(int? executionCount, IEnumerable<JsonObject> outputs)
     {
         _json["execution_count"] = executionCount;
         _json["outputs"] = new JsonArray(outputs.Select(o => (JsonNode)o).ToArray());

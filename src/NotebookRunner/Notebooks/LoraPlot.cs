@@ -20,11 +20,11 @@ public static class LoraPlot
     public const int DefaultHeight = 420;
 
     /// <summary>Lines (with a legend when there is more than one); <paramref name="logY"/> draws log10(y).</summary>
-    public static NotebookImage Line(string title, string xLabel, string yLabel, IEnumerable<PlotSeries> series, bool logY = false,
+    public static NotebookImage Line(string title, string xLabel, string yLabel, PlotSeries[] series, bool logY = false,
         int width = DefaultWidth, int height = DefaultHeight)
     {
         var plot = NewPlot(title, xLabel, logY ? $"log10({yLabel})" : yLabel);
-        var all = series.ToList();
+        var all = series;
         foreach (var s in all)
         {
             if (s.X.Length != s.Y.Length) throw new ArgumentException($"Series '{s.Name}' has {s.X.Length} x values but {s.Y.Length} y values.");
@@ -33,7 +33,7 @@ public static class LoraPlot
             line.LegendText = s.Name;
             line.LineWidth = 2;
         }
-        if (all.Count > 1) plot.ShowLegend(Alignment.UpperRight);
+        if (all.Length > 1) plot.ShowLegend(Alignment.UpperRight);
         return Render(plot, width, height);
     }
 

@@ -16,7 +16,7 @@ public static class Notebook
     /// <summary>Picks the full-run value or the smoke-run value: <c>Notebook.Pick(400, 4)</c>.</summary>
     public static T Pick<T>(T full, T smoke) => Smoke ? smoke : full;
 
-    /// <summary>The repository root (the folder with LoraPS.sln), for paths to data/ and models/.</summary>
+    /// <summary>The repository root (the folder with LoraPS.sln above the notebook), for paths to data/ and models/.</summary>
     public static string RepoRoot { get; internal set; } = Directory.GetCurrentDirectory();
 
     /// <summary>A path under the repository root: <c>Notebook.RepoPath("data", "glue", "sst2")</c>.</summary>
