@@ -14,8 +14,14 @@ public sealed class NotebookCollection
 }
 
 [Collection(NotebookCollection.Name)]
-public class NotebookExecutorTests
+public sealed class NotebookExecutorTests : IDisposable
 {
+    // xunit makes one instance per test, and this collection runs one test at a time.
+    public void Dispose()
+    {
+        if (Directory.Exists(TestNotebooks.Scratch)) Directory.Delete(TestNotebooks.Scratch, recursive: true);
+    }
+
     static NotebookExecutor Executor(bool smoke = true) =>
         new(NotebookAssemblies.ModuleManifest ?? throw new InvalidOperationException("Build the module first (out/LoraPS)."), smoke);
 

@@ -36,10 +36,13 @@ public static class TestNotebooks
         ["nbformat_minor"] = 5,
     }.ToJsonString();
 
-    /// <summary>Writes a notebook into a fresh folder under out/ (so that "../out/LoraPS" style #r paths resolve as in notebooks/).</summary>
+    /// <summary>Where <see cref="Write"/> puts notebooks: under out/, two levels below the module folder out/LoraPS.</summary>
+    public static string Scratch { get; } = Path.Combine(RepoRoot, "out", "notebook-tests");
+
+    /// <summary>Writes a notebook into a fresh folder under <see cref="Scratch"/>.</summary>
     public static string Write(string name, params JsonObject[] cells)
     {
-        string folder = Path.Combine(RepoRoot, "out", "notebook-tests", Guid.NewGuid().ToString("N")[..8]);
+        string folder = Path.Combine(Scratch, Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(folder);
         string path = Path.Combine(folder, name);
         File.WriteAllText(path, Json(cells));
