@@ -20,6 +20,7 @@ public static class Program
           --no-write         run only
           --output-dir <d>   write the executed notebooks into <d> instead of in place
           --echo             also print each cell's text output
+          --threads <n>      torch intra-op threads (default: libtorch's; 1 helps a lot on a machine busy with other work)
         """;
 
     public static int Main(string[] args)
@@ -36,6 +37,10 @@ public static class Program
                 case "--no-write": write = false; break;
                 case "--write": writeAsked = true; break;
                 case "--echo": echo = true; break;
+                case "--threads" when i + 1 < args.Length && int.TryParse(args[i + 1], out int threads) && threads > 0:
+                    TorchSharp.torch.set_num_threads(threads);
+                    i++;
+                    break;
                 case "--output-dir" when i + 1 < args.Length: outputDir = args[++i]; writeAsked = true; break;
                 case "-h" or "--help" or "-?": Console.WriteLine(Usage); return 0;
                 case var a when a.StartsWith('-'): Console.Error.WriteLine($"loraps-notebook: unknown option {a}\n\n{Usage}"); return 2;
