@@ -26,6 +26,12 @@ public static class NotebookAssemblies
         };
     }
 
+    /// <summary>
+    /// Sets torch's intra-op threads. Here rather than at the call site: the resolver above must be installed before any
+    /// method that names a TorchSharp type is compiled.
+    /// </summary>
+    public static void SetTorchThreads(int threads) => TorchSharp.torch.set_num_threads(threads);
+
     static string? FindModule()
     {
         if (Environment.GetEnvironmentVariable("LORAPS_MODULE") is { Length: > 0 } configured)

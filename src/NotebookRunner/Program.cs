@@ -38,7 +38,7 @@ public static class Program
                 case "--write": writeAsked = true; break;
                 case "--echo": echo = true; break;
                 case "--threads" when i + 1 < args.Length && int.TryParse(args[i + 1], out int threads) && threads > 0:
-                    TorchSharp.torch.set_num_threads(threads);
+                    NotebookAssemblies.SetTorchThreads(threads);
                     i++;
                     break;
                 case "--output-dir" when i + 1 < args.Length: outputDir = args[++i]; writeAsked = true; break;

@@ -18,7 +18,7 @@ public sealed class NotebookExecutorTests : IDisposable
 {
     // One torch thread: the suite runs beside other test processes, and libtorch's spinning OpenMP workers made oversubscribed
     // training steps tens of times slower on the 2-core development machine.
-    static NotebookExecutorTests() => TorchSharp.torch.set_num_threads(1);
+    static NotebookExecutorTests() => NotebookAssemblies.SetTorchThreads(1);
 
     // xunit makes one instance per test, and this collection runs one test at a time.
     public void Dispose()
