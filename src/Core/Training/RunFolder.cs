@@ -32,6 +32,7 @@ internal sealed class TrainerState
     public double? BestTrainLoss { get; set; }
     public double? BestValidationLoss { get; set; }
     public ValidationMetrics? LastValidation { get; set; }
+    public ValidationMetrics? InitialValidation { get; set; }
     public long MaxSteps { get; set; }
     public long Seed { get; set; }
     public int BatchesPerEpoch { get; set; }
