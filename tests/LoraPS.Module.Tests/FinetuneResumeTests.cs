@@ -83,6 +83,7 @@ public sealed class FinetuneResumeTests(RunspaceFixture fixture) : FinetuneTestK
             var pending = ps.BeginInvoke<PSObject, PSObject>(null, output);
             Assert.True(pending.AsyncWaitHandle.WaitOne(TimeSpan.FromMinutes(3)), "Start-LoraFinetune did not stop.");
             Assert.Equal(PSInvocationState.Stopped, ps.InvocationStateInfo.State);
+            Assert.Empty(output);   // a stopped pipeline takes no output: the partial result is the run folder
         }
 
         // Stopped after the current step: a complete checkpoint, and metrics up to it.
@@ -96,6 +97,22 @@ public sealed class FinetuneResumeTests(RunspaceFixture fixture) : FinetuneTestK
         var resumed = Train($"Start-LoraFinetune -Model $ftModel -Dataset $ftData -Resume '{run}'");
         Assert.Equal((StopReason.Completed, 60L), (resumed.StopReason, resumed.Steps));
         Assert.Equal(reference, AdapterBytes(resumed));
+    }
+
+    [Fact]
+    public void ADivergingRunStopsWithTrainingDivergedAndKeepsItsCheckpoint()
+    {
+        string run = Path.Combine(Temp, "run");
+        RunClean(ModelWithAdapter + "; " + SixteenExamples);
+        // A checkpoint after every step; an absurd rate makes the weights overflow within a few steps.
+        var error = Fails($"Start-LoraFinetune -Model $ftModel -Dataset $ftData -OutputPath '{run}' -MaxSteps 20 -BatchSize 4 -MicroBatchSize 2 " +
+            "-WarmupSteps 0 -Schedule Constant -LearningRate 1e30 -EvalInterval 0 -SaveInterval 1", "TrainingDiverged");
+        Assert.Equal(ErrorCategory.InvalidResult, error.CategoryInfo.Category);
+        var diverged = Assert.IsType<TrainingDivergedException>(error.Exception);
+        Assert.Contains("Lower the learning rate", diverged.Message);
+        Assert.NotNull(diverged.LastCheckpoint);
+        Assert.True(File.Exists(Path.Combine(diverged.LastCheckpoint, "trainer_state.json")));
+        Assert.Equal(diverged.Step - 1, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
     }
 
     [Fact]

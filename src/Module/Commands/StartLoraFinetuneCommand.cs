@@ -18,8 +18,10 @@ namespace LoraPS.Module.Commands;
 /// </para>
 /// <para>
 /// The model needs an adapter first (New-LoraConfig | Add-LoraAdapter). A folder that is not empty is refused unless
-/// -Force (which deletes what it holds). Ctrl+C stops after the current step, saves a checkpoint, writes the partial
-/// result and stops; continue with -Resume and the same model, data and data options. The progress bar shows the
+/// -Force (which deletes what it holds). Ctrl+C stops after the current step and saves a checkpoint; PowerShell takes no
+/// output from a stopped pipeline, so the partial result is the run folder (metrics.jsonl, checkpoints/). Continue with
+/// -Resume and the same model, data and data options. A loss or gradient that becomes NaN or infinite stops the run with
+/// a TrainingDiverged error; the step is not applied and the last checkpoint stays good. The progress bar shows the
 /// step, the loss, tokens per second and the time left.
 /// </para>
 /// </remarks>

@@ -48,4 +48,8 @@ public static class ErrorIds
     // Runtime.
     /// <summary>libtorch's native libraries could not be loaded (ResourceUnavailable).</summary>
     public const string TorchUnavailable = "TorchUnavailable";
+
+    // Training.
+    /// <summary>The training loss or gradient norm became NaN/∞; the step was not applied and the last checkpoint is good (InvalidResult).</summary>
+    public const string TrainingDiverged = "TrainingDiverged";
 }
