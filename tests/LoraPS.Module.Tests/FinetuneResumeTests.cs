@@ -73,9 +73,11 @@ public sealed class FinetuneResumeTests(RunspaceFixture fixture) : FinetuneTestK
             ps.AddScript($"Start-LoraFinetune -Model $ftModel -Dataset $ftData -OutputPath '{run}' {longRun}");
             // Progress comes after every step (throttled); the first one asks to stop, as Ctrl+C would, and waits until
             // the pipeline is stopping so that the step loop sees the cancelled token.
+            ProgressRecord? first = null;
             ps.Streams.Progress.DataAdded += (_, _) =>
             {
                 if (ps.InvocationStateInfo.State != PSInvocationState.Running) return;
+                first = ps.Streams.Progress[0];
                 ps.BeginStop(null, null);
                 SpinWait.SpinUntil(() => ps.InvocationStateInfo.State != PSInvocationState.Running, TimeSpan.FromSeconds(10));
             };
@@ -84,6 +86,10 @@ public sealed class FinetuneResumeTests(RunspaceFixture fixture) : FinetuneTestK
             Assert.True(pending.AsyncWaitHandle.WaitOne(TimeSpan.FromMinutes(3)), "Start-LoraFinetune did not stop.");
             Assert.Equal(PSInvocationState.Stopped, ps.InvocationStateInfo.State);
             Assert.Empty(output);   // a stopped pipeline takes no output: the partial result is the run folder
+            // The bar shows the step, the loss, the speed and the time left.
+            Assert.NotNull(first);
+            Assert.Matches(@"^Step 1/60, loss \d+\.\d{4}, [\d,]+ tokens/s$", first.StatusDescription);
+            Assert.True(first.SecondsRemaining >= 0, $"no ETA: {first.SecondsRemaining}");
         }
 
         // Stopped after the current step: a complete checkpoint, and metrics up to it.

@@ -83,17 +83,20 @@ public static class LoraTrainer
         var folder = new RunFolder(runFolder);
         var manifest = folder.ReadManifest();
         var options = manifest.Options with { OutputDirectory = folder.Root };
-        string finalState = Path.Combine(folder.Final, RunFolder.StateFile);
-        if (File.Exists(finalState) && JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(finalState), RunFolder.Json) is { } done && done.Step >= done.MaxSteps)
-            throw new InvalidOperationException($"The run '{folder.Root}' already did all {done.MaxSteps} steps; its adapter is in {folder.Final}.");
-        var checkpoint = folder.LatestCheckpoint()
-            ?? throw new FileNotFoundException($"The run '{folder.Root}' has no checkpoint to resume from ({RunFolder.CheckpointsFolder}/{RunFolder.LatestFile} is missing).");
+        // Written when the run completed: the last checkpoint may be steps behind the end.
+        string completedFile = Path.Combine(folder.Root, RunFolder.StateFile);
+        var completed = File.Exists(completedFile) ? JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(completedFile), RunFolder.Json) : null;
+        InvalidOperationException AlreadyDone(long steps) =>
+            new($"The run '{folder.Root}' already did all {steps} steps; its adapter is in {folder.Final}.");
+        var checkpoint = folder.LatestCheckpoint();
+        if (checkpoint is null && completed is not null) throw AlreadyDone(completed.MaxSteps);
+        if (checkpoint is null)
+            throw new FileNotFoundException($"The run '{folder.Root}' has no checkpoint to resume from ({RunFolder.CheckpointsFolder}/{RunFolder.LatestFile} is missing).");
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(checkpoint, RunFolder.StateFile)), RunFolder.Json)
             ?? throw new InvalidDataException($"'{checkpoint}' has an empty {RunFolder.StateFile}.");
         if (data.Fingerprint != state.DataFingerprint)
             throw new ArgumentException($"The data differs from the data the run '{folder.Root}' was started with (fingerprint {data.Fingerprint[..12]}… vs {state.DataFingerprint[..12]}…); prepare the same dataset with the same options.", nameof(data));
-        if (state.Step >= state.MaxSteps)
-            throw new InvalidOperationException($"The run '{folder.Root}' already did all {state.MaxSteps} steps; its adapter is in {folder.Final}.");
+        if (state.Step >= state.MaxSteps || completed is not null) throw AlreadyDone(state.MaxSteps);
         if (model.Adapters.Names.Contains(state.AdapterName))
             throw new InvalidOperationException($"The model already has an adapter '{state.AdapterName}'; resume on a model without it (it is loaded from the checkpoint), e.g. a freshly imported one.");
         CheckData(model, data);
@@ -240,9 +243,9 @@ public static class LoraTrainer
             {
                 model.Adapters.Save(folder.Final, state.AdapterName, force: true);
                 adapterPath = RunFolder.AdapterPath(folder.Final, state.AdapterName);
-                // The last checkpoint may be steps behind the end; this marks the run finished so -Resume refuses it.
+                // The last checkpoint may be steps behind the end; this marks the run finished so Resume refuses it.
                 if (stop == StopReason.Completed)
-                    File.WriteAllText(Path.Combine(folder.Final, RunFolder.StateFile), JsonSerializer.Serialize(state, RunFolder.Json));
+                    File.WriteAllText(Path.Combine(folder.Root, RunFolder.StateFile), JsonSerializer.Serialize(state, RunFolder.Json));
             }
             var counts = model.Adapters.CountParameters();
             return new TrainingResult(stop, state.Step, state.MaxSteps, Epochs, state.Tokens, TimeSpan.FromSeconds(state.ElapsedSeconds),

@@ -49,6 +49,7 @@ internal sealed class TrainerState
 /// checkpoints/step-000100/      adapter/ (PEFT), optimizer.safetensors, trainer_state.json
 /// checkpoints/latest            the newest checkpoint's folder name, written after it is complete
 /// final/                        the trained adapter (PEFT)
+/// trainer_state.json            the state at the end, written when the run completed (Resume refuses such a run)
 /// </code>
 /// </summary>
 internal sealed class RunFolder
