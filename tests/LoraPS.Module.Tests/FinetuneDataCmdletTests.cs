@@ -152,4 +152,15 @@ public sealed class FinetuneDataCmdletTests(RunspaceFixture fixture) : FinetuneT
         var error = Fails($"Start-LoraFinetune -Model $ftModel -Dataset $ftData -OutputPath '{Path.Combine(Temp, "run2")}' {SmallRun} -Momentum 0.9", "InvalidArgument");
         Assert.Contains("-Optimizer Sgd", error.Exception.Message);
     }
+
+    [Fact]
+    public void ABf16ModelTrains()
+    {
+        RunClean("if ($ftModel -is [LoraPS.Models.LoraModel]) { Remove-LoraModel $ftModel }; $ftModel = Import-LoraModel -Precision BF16; " +
+            "New-LoraConfig -Rank 2 | Add-LoraAdapter -Model $ftModel -Seed 1 | Out-Null; " + SixteenExamples);
+        var result = Train($"Start-LoraFinetune -Model $ftModel -Dataset $ftData -OutputPath '{Path.Combine(Temp, "run")}' {SmallRun.Replace("-MaxSteps 6", "-MaxSteps 2")}");
+        Assert.Equal((StopReason.Completed, 2L), (result.StopReason, result.Steps));
+        Assert.True(double.IsFinite(result.FinalTrainLoss!.Value));
+        Assert.Equal("BF16", JsonDocument.Parse(File.ReadAllText(Path.Combine(Temp, "run", "run.json"))).RootElement.GetProperty("model").GetProperty("precision").GetString());
+    }
 }
