@@ -83,14 +83,20 @@ public static class LoraTrainer
         var folder = new RunFolder(runFolder);
         var manifest = folder.ReadManifest();
         var options = manifest.Options with { OutputDirectory = folder.Root };
-        var checkpoint = folder.LatestCheckpoint()
-            ?? throw new FileNotFoundException($"The run '{folder.Root}' has no checkpoint to resume from ({RunFolder.CheckpointsFolder}/{RunFolder.LatestFile} is missing).");
+        // Written when the run completed: the last checkpoint may be steps behind the end.
+        string completedFile = Path.Combine(folder.Root, RunFolder.StateFile);
+        var completed = File.Exists(completedFile) ? JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(completedFile), RunFolder.Json) : null;
+        InvalidOperationException AlreadyDone(long steps) =>
+            new($"The run '{folder.Root}' already did all {steps} steps; its adapter is in {folder.Final}.");
+        var checkpoint = folder.LatestCheckpoint();
+        if (checkpoint is null && completed is not null) throw AlreadyDone(completed.MaxSteps);
+        if (checkpoint is null)
+            throw new FileNotFoundException($"The run '{folder.Root}' has no checkpoint to resume from ({RunFolder.CheckpointsFolder}/{RunFolder.LatestFile} is missing).");
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(checkpoint, RunFolder.StateFile)), RunFolder.Json)
             ?? throw new InvalidDataException($"'{checkpoint}' has an empty {RunFolder.StateFile}.");
         if (data.Fingerprint != state.DataFingerprint)
             throw new ArgumentException($"The data differs from the data the run '{folder.Root}' was started with (fingerprint {data.Fingerprint[..12]}… vs {state.DataFingerprint[..12]}…); prepare the same dataset with the same options.", nameof(data));
-        if (state.Step >= state.MaxSteps)
-            throw new InvalidOperationException($"The run '{folder.Root}' already did all {state.MaxSteps} steps; its adapter is in {folder.Final}.");
+        if (state.Step >= state.MaxSteps || completed is not null) throw AlreadyDone(state.MaxSteps);
         if (model.Adapters.Names.Contains(state.AdapterName))
             throw new InvalidOperationException($"The model already has an adapter '{state.AdapterName}'; resume on a model without it (it is loaded from the checkpoint), e.g. a freshly imported one.");
         CheckData(model, data);
@@ -129,6 +135,9 @@ public static class LoraTrainer
     static void CheckData(LoraModel model, PreparedData data)
     {
         if (data.Train.Count == 0) throw new ArgumentException("There are no training examples.", nameof(data));
+        if (data.Train.NoTargetCount == data.Train.Count)
+            throw new ArgumentException($"None of the {data.Train.Count} training examples has a token to learn: every response was cut off by the maximum " +
+                "sequence length (or is empty). Raise MaxSeqLength, or do not mask the prompt.", nameof(data));
         bool classification = data.Labels is not null;
         if (classification && model.Head != ModelHeadKind.SequenceClassification)
             throw new ArgumentException($"The data is for classification ({data.Labels!.Count} labels) but '{model.Name}' is a {model.Head} model; import it with a classification head.", nameof(data));
@@ -180,6 +189,8 @@ public static class LoraTrainer
             _network.train();
             try
             {
+                if (options.InitialValidation && state.Step == 0 && state.InitialValidation is null)
+                    state.InitialValidation = Validate();
                 while (state.Step < state.MaxSteps)
                 {
                     var (loss, gradNorm, lr, tokens) = Step(optimizer, parameters.Select(p => p.Parameter).ToList());
@@ -232,11 +243,18 @@ public static class LoraTrainer
             {
                 model.Adapters.Save(folder.Final, state.AdapterName, force: true);
                 adapterPath = RunFolder.AdapterPath(folder.Final, state.AdapterName);
+                // The last checkpoint may be steps behind the end; this marks the run finished so Resume refuses it.
+                if (stop == StopReason.Completed)
+                    File.WriteAllText(Path.Combine(folder.Root, RunFolder.StateFile), JsonSerializer.Serialize(state, RunFolder.Json));
             }
             var counts = model.Adapters.CountParameters();
             return new TrainingResult(stop, state.Step, state.MaxSteps, Epochs, state.Tokens, TimeSpan.FromSeconds(state.ElapsedSeconds),
                 TokensPerSecond, state.LastTrainLoss, state.BestTrainLoss, state.LastValidation?.Loss, state.BestValidationLoss,
-                state.LastValidation, RuntimeInspector.ProcessMemory().Peak, counts.Trainable, counts.Total, adapterPath, folder.Root, _lastCheckpoint);
+                state.LastValidation, RuntimeInspector.ProcessMemory().Peak, counts.Trainable, counts.Total, adapterPath, folder.Root, _lastCheckpoint)
+            {
+                InitialValidation = state.InitialValidation,
+                TruncatedExamples = data.Train.TruncatedCount,
+            };
         }
 
         double Epochs => (double)state.MicroBatches / state.BatchesPerEpoch;

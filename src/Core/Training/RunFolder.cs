@@ -32,6 +32,7 @@ internal sealed class TrainerState
     public double? BestTrainLoss { get; set; }
     public double? BestValidationLoss { get; set; }
     public ValidationMetrics? LastValidation { get; set; }
+    public ValidationMetrics? InitialValidation { get; set; }
     public long MaxSteps { get; set; }
     public long Seed { get; set; }
     public int BatchesPerEpoch { get; set; }
@@ -48,6 +49,7 @@ internal sealed class TrainerState
 /// checkpoints/step-000100/      adapter/ (PEFT), optimizer.safetensors, trainer_state.json
 /// checkpoints/latest            the newest checkpoint's folder name, written after it is complete
 /// final/                        the trained adapter (PEFT)
+/// trainer_state.json            the state at the end, written when the run completed (Resume refuses such a run)
 /// </code>
 /// </summary>
 internal sealed class RunFolder

@@ -56,6 +56,9 @@ public sealed record TrainingOptions
     /// <summary>Also validate after the last step.</summary>
     public bool EvaluateAtEnd { get; init; } = true;
 
+    /// <summary>Validate once before the first step (LitGPT's <c>eval.initial_validation</c>), the "before" of a before/after.</summary>
+    public bool InitialValidation { get; init; }
+
     /// <summary>Write a checkpoint every this many steps (LitGPT's save interval 1000); 0 only when stopped early.</summary>
     public int SaveInterval { get; init; } = 1000;
 

@@ -59,7 +59,14 @@ public sealed record TrainingProgress(long Step, long MaxSteps, double Epoch, do
 public sealed record TrainingResult(StopReason StopReason, long Steps, long MaxSteps, double Epochs, long Tokens, TimeSpan WallTime,
     double TokensPerSecond, double? FinalTrainLoss, double? BestTrainLoss, double? FinalValidationLoss, double? BestValidationLoss,
     ValidationMetrics? FinalValidation, long PeakMemoryBytes, long TrainableParameters, long TotalParameters, string AdapterPath,
-    string RunFolder, string? LastCheckpoint);
+    string RunFolder, string? LastCheckpoint)
+{
+    /// <summary>The evaluation before the first step, when <see cref="TrainingOptions.InitialValidation"/> asked for it.</summary>
+    public ValidationMetrics? InitialValidation { get; init; }
+
+    /// <summary>Training examples cut to the maximum sequence length.</summary>
+    public int TruncatedExamples { get; init; }
+}
 
 /// <summary>
 /// The loss or the gradient norm became NaN or infinite. The step that produced it was not applied, so the adapter in

@@ -1,4 +1,3 @@
-using System.Collections;
 using System.Management.Automation;
 using LoraPS.Data;
 using LoraPS.Module.Infrastructure;
@@ -99,7 +98,7 @@ public sealed class ImportLoraDatasetCommand : LoraCmdlet
     {
         if (ParameterSetName == InputObjectSet)
         {
-            _records.Add(ToDictionary(InputObject));
+            _records.Add(PipelineRecords.ToDictionary(InputObject));
             return;
         }
         string file = ResolveSingleExistingFileSystemPath(ParameterSetName == LiteralPathSet ? LiteralPath : Path, ParameterSetName == LiteralPathSet);
@@ -117,26 +116,4 @@ public sealed class ImportLoraDatasetCommand : LoraCmdlet
         WriteVerbose($"Read {dataset}");
         WriteObject(dataset);
     }
-
-    /// <summary>A hashtable's entries, or an object's properties; PSObject wrappers around values are removed.</summary>
-    static IReadOnlyDictionary<string, object?> ToDictionary(PSObject item)
-    {
-        var record = new Dictionary<string, object?>(StringComparer.OrdinalIgnoreCase);
-        if (item.BaseObject is IDictionary dictionary)
-        {
-            foreach (DictionaryEntry entry in dictionary) record[entry.Key.ToString() ?? ""] = Unwrap(entry.Value);
-            return record;
-        }
-        foreach (var property in item.Properties)
-        {
-            // Getters can throw (e.g. on some .NET objects); such a property is simply not part of the record.
-            object? value;
-            try { value = property.Value; }
-            catch (GetValueException) { continue; }
-            record[property.Name] = Unwrap(value);
-        }
-        return record;
-    }
-
-    static object? Unwrap(object? value) => value is PSObject wrapped ? wrapped.BaseObject : value;
 }

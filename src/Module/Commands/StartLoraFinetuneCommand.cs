@@ -18,8 +18,10 @@ namespace LoraPS.Module.Commands;
 /// </para>
 /// <para>
 /// The model needs an adapter first (New-LoraConfig | Add-LoraAdapter). A folder that is not empty is refused unless
-/// -Force (which deletes what it holds). Ctrl+C stops after the current step, saves a checkpoint, writes the partial
-/// result and stops; continue with -Resume and the same model, data and data options. The progress bar shows the
+/// -Force (which deletes what it holds). Ctrl+C stops after the current step and saves a checkpoint; PowerShell takes no
+/// output from a stopped pipeline, so the partial result is the run folder (metrics.jsonl, checkpoints/). Continue with
+/// -Resume and the same model, data and data options. A loss or gradient that becomes NaN or infinite stops the run with
+/// a TrainingDiverged error; the step is not applied and the last checkpoint stays good. The progress bar shows the
 /// step, the loss, tokens per second and the time left.
 /// </para>
 /// </remarks>
@@ -30,6 +32,13 @@ namespace LoraPS.Module.Commands;
 /// Start-LoraFinetune -Model $model -Dataset $data -OutputPath ./out/alpaca -MaxSteps 200 -ValidationFraction 0.05</code>
 /// <para>Trains 200 steps of 16 examples and prints the steps, final loss, validation loss, speed and adapter folder.</para>
 /// </example>
+/// <example>Train on pipeline records, mixing in general data against forgetting
+/// <code>$model = Import-LoraModel
+/// New-LoraConfig -Rank 8 | Add-LoraAdapter -Model $model | Out-Null
+/// $general = Import-LoraDataset ./data/alpaca/alpaca_5000_subset.json
+/// Import-Csv ./qa.csv | Start-LoraFinetune -Model $model -PromptProperty Question -ResponseProperty Answer -MixDataset $general -MixFraction 0.2 -MaxSteps 100</code>
+/// <para>Collects the rows, maps Question/Answer to instruction/response, adds Alpaca examples so they make 20% of the training set, and trains.</para>
+/// </example>
 /// <example>Continue an interrupted run
 /// <code>$model = Import-LoraModel
 /// Start-LoraFinetune -Model $model -DataPath ./data/alpaca/alpaca_5000_subset.json -ValidationFraction 0.05 -Resume ./out/alpaca</code>
@@ -39,7 +48,10 @@ namespace LoraPS.Module.Commands;
 [OutputType(typeof(TrainingResult))]
 public sealed class StartLoraFinetuneCommand : LoraCmdlet
 {
-    const string DatasetSet = "Dataset", DataPathSet = "DataPath";
+    const string DatasetSet = "Dataset", DataPathSet = "DataPath", InputObjectSet = "InputObject";
+
+    readonly List<IReadOnlyDictionary<string, object?>> _records = [];
+    bool _trained;
 
     /// <summary>The model from Import-LoraModel, with an adapter from Add-LoraAdapter (or, with -Resume, without it).</summary>
     [Parameter(Mandatory = true, Position = 0)]
@@ -56,9 +68,59 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     [ValidateNotNullOrEmpty]
     public string DataPath { get; set; } = null!;
 
-    /// <summary>A separate validation dataset; not together with -ValidationFraction.</summary>
+    /// <summary>One training record from the pipeline (an Import-Csv row, [pscustomobject] or hashtable); all are collected and trained on at the end.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = InputObjectSet, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public PSObject InputObject { get; set; } = null!;
+
+    /// <summary>The kind of data in -DataPath, -ValidationPath or the pipeline records: Auto (from the property names), Instruction, Text or Classification.</summary>
+    /// <value>Default: Auto.</value>
+    [Parameter]
+    public DatasetFormat Format { get; set; } = DatasetFormat.Auto;
+
+    /// <summary>The property of -DataPath/pipeline records that holds the instruction (default: instruction, prompt, question or context).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? PromptProperty { get; set; }
+
+    /// <summary>The property that holds the optional input of an instruction (default: input).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? InputProperty { get; set; }
+
+    /// <summary>The property that holds the response (default: output, response, completion or answer).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? ResponseProperty { get; set; }
+
+    /// <summary>The property that holds the text of plain-text or classification data (default: text, or sentence).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? TextProperty { get; set; }
+
+    /// <summary>The property that holds the class label of classification data (default: label).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? LabelProperty { get; set; }
+
+    /// <summary>A separate validation dataset; not together with -ValidationFraction or -ValidationPath.</summary>
     [Parameter]
     public Dataset? ValidationDataset { get; set; }
+
+    /// <summary>A validation dataset file, read with the same -Format and -*Property mapping (and the training labels).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? ValidationPath { get; set; }
+
+    /// <summary>A second dataset mixed into the training set (e.g. general instructions replayed against catastrophic forgetting).</summary>
+    [Parameter]
+    public Dataset? MixDataset { get; set; }
+
+    /// <summary>The share of the training set drawn from -MixDataset.</summary>
+    /// <value>Default: 0.2.</value>
+    [Parameter]
+    [ValidateRange(0.001, 0.999)]
+    public double MixFraction { get; set; } = 0.2;
 
     /// <summary>The share of the training data held out for validation (split with seed 42); 0 for none.</summary>
     /// <value>Default: 0.</value>
@@ -110,6 +172,11 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     [ValidateRange(0, int.MaxValue)]
     public int WarmupSteps { get; set; } = 100;
 
+    /// <summary>The learning-rate schedule after warmup: CosineWithWarmup (LitGPT's), Linear or Constant.</summary>
+    /// <value>Default: CosineWithWarmup.</value>
+    [Parameter]
+    public ScheduleKind Schedule { get; set; } = ScheduleKind.CosineWithWarmup;
+
     /// <summary>The optimizer: AdamW (torch.optim.AdamW) or SGD.</summary>
     /// <value>Default: AdamW.</value>
     [Parameter]
@@ -119,6 +186,19 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     [Parameter]
     [ValidateRange(0.0, double.MaxValue)]
     public double WeightDecay { get; set; }
+
+    /// <summary>AdamW's beta1 and beta2 (the decay of the first and second moments).</summary>
+    /// <value>Default: 0.9, 0.999.</value>
+    [Parameter]
+    [ValidateCount(2, 2)]
+    [ValidateRange(0.0, 0.999999)]
+    public double[]? Betas { get; set; }
+
+    /// <summary>SGD's momentum factor; 0 is plain SGD.</summary>
+    /// <value>Default: 0.</value>
+    [Parameter]
+    [ValidateRange(0.0, double.MaxValue)]
+    public double Momentum { get; set; }
 
     /// <summary>Clip the global gradient norm to this value; without it the norm is only measured.</summary>
     [Parameter]
@@ -139,6 +219,14 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     [Parameter]
     [ValidateSet("alpaca", "plain")]
     public string PromptStyle { get; set; } = "alpaca";
+
+    /// <summary>Batch examples of similar length together (shuffled buckets), so little compute is spent on padding.</summary>
+    [Parameter]
+    public SwitchParameter GroupByLength { get; set; }
+
+    /// <summary>Also validate before the first step, so the result shows the loss (and accuracy) before and after.</summary>
+    [Parameter]
+    public SwitchParameter InitialValidation { get; set; }
 
     /// <summary>Seed of the batch order and the dropout masks.</summary>
     /// <value>Default: 1337.</value>
@@ -168,16 +256,61 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
 
     bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
 
-    protected override void ProcessRecord()
+    DatasetReadOptions ReadOptions(LabelMap? labels = null) => new()
     {
-        if (ValidationDataset is not null && Bound(nameof(ValidationFraction)) && ValidationFraction > 0)
+        Format = Format,
+        Properties = new PropertyMapping
+        {
+            PromptProperty = PromptProperty,
+            InputProperty = InputProperty,
+            ResponseProperty = ResponseProperty,
+            TextProperty = TextProperty,
+            LabelProperty = LabelProperty,
+        },
+        Labels = labels,
+    };
+
+    protected override void BeginProcessing()
+    {
+        int validationSources = (ValidationDataset is null ? 0 : 1) + (ValidationPath is null ? 0 : 1) + (ValidationFraction > 0 ? 1 : 0);
+        if (validationSources > 1)
             ThrowTerminating(ErrorIds.InvalidArgument, ErrorCategory.InvalidArgument,
-                "Give either -ValidationDataset or -ValidationFraction, not both.");
+                "Give one of -ValidationDataset, -ValidationPath or -ValidationFraction, not several.");
+        if (Momentum > 0 && Optimizer != OptimizerKind.Sgd)
+            ThrowTerminating(ErrorIds.InvalidArgument, ErrorCategory.InvalidArgument, "-Momentum is for -Optimizer Sgd; AdamW's moments are set with -Betas.");
         if (Resume is null && Model.Adapters.Names.Count == 0)
             ThrowTerminating(ErrorIds.InvalidOperation, ErrorCategory.InvalidOperation,
                 $"The model {Model} has no LoRA adapter to train. Add one first: New-LoraConfig | Add-LoraAdapter -Model $model " +
                 "(or pass -Resume to continue a run, which loads its adapter).", Model);
+    }
 
+    protected override void ProcessRecord()
+    {
+        if (ParameterSetName == InputObjectSet)
+        {
+            if (InputObject.BaseObject is Dataset dataset) Train(dataset);
+            else _records.Add(PipelineRecords.ToDictionary(InputObject));
+            return;
+        }
+        if (ParameterSetName == DataPathSet)
+        {
+            string file = ResolveSingleExistingFileSystemPath(DataPath, literal: false);
+            Train(RunEngine(token => DatasetReader.ReadFile(file, ReadOptions(), token), file));
+        }
+        else Train(Dataset);
+    }
+
+    protected override void EndProcessing()
+    {
+        if (ParameterSetName != InputObjectSet || _trained) return;
+        if (_records.Count == 0)
+            ThrowTerminating(ErrorIds.InvalidData, ErrorCategory.InvalidData, "No records came from the pipeline; pipe objects with the example's properties.");
+        Train(RunEngine(token => DatasetReader.FromDictionaries(_records, ReadOptions(), cancellationToken: token)));
+    }
+
+    void Train(Dataset train)
+    {
+        _trained = true;
         string runFolder = Resume is not null
             ? ResolveSingleExistingFileSystemPath(Resume, literal: true)
             : GetUnresolvedFileSystemPath(OutputPath ?? System.IO.Path.Combine("out", "finetune",
@@ -195,11 +328,16 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
             : clear ? "Delete the folder's contents and write a LoRA fine-tuning run" : "Write a LoRA fine-tuning run";
         if (!ShouldProcess(runFolder, action)) return;
 
-        string? dataFile = ParameterSetName == DataPathSet ? ResolveSingleExistingFileSystemPath(DataPath, literal: false) : null;
-        var train = dataFile is not null ? RunEngine(token => DatasetReader.ReadFile(dataFile, null, token), dataFile) : Dataset;
+        var validation = ValidationDataset;
+        if (ValidationPath is not null)
+        {
+            string file = ResolveSingleExistingFileSystemPath(ValidationPath, literal: false);
+            validation = RunEngine(token => DatasetReader.ReadFile(file, ReadOptions(train.Labels), token), file);
+        }
         var preparation = new DataPreparationOptions
         {
             ValidationFraction = ValidationFraction,
+            MixFraction = MixFraction,
             Tokenization = new TokenizationOptions
             {
                 PromptStyle = PromptStyles.FromName(PromptStyle),
@@ -207,8 +345,9 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
                 MaxSeqLength = Bound(nameof(MaxSeqLength)) ? MaxSeqLength : null,
             },
         };
-        var data = RunEngine(token => DataPreparation.Prepare(train, Model.Tokenizer, preparation, ValidationDataset, cancellationToken: token), train);
-        WriteVerbose($"Prepared {data.Train.Count} training and {data.ValidationExamples.Count} validation examples ({data.Train.TotalTokens:N0} tokens, longest {data.Train.MaxLength}, {data.Train.TruncatedCount} truncated).");
+        var data = RunEngine(token => DataPreparation.Prepare(train, Model.Tokenizer, preparation, validation, MixDataset, token), train);
+        WriteVerbose($"Prepared {data.Train.Count} training ({data.MixedInCount} mixed in) and {data.ValidationExamples.Count} validation examples " +
+            $"({data.Train.TotalTokens:N0} tokens, longest {data.Train.MaxLength}, {data.Train.TruncatedCount} truncated).");
 
         if (clear)
             RunEngine(_ => { foreach (var entry in new DirectoryInfo(runFolder).EnumerateFileSystemInfos()) DeleteEntry(entry); }, runFolder);
@@ -239,8 +378,11 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
             Kind = Optimizer,
             LearningRate = LearningRate,
             WeightDecay = Bound(nameof(WeightDecay)) ? WeightDecay : null,
-        },
-        Schedule = new LearningRateSchedule { WarmupSteps = WarmupSteps },
+            Momentum = Momentum,
+        } is var optimizer && Betas is not null ? optimizer with { Beta1 = Betas[0], Beta2 = Betas[1] } : optimizer,
+        Schedule = new LearningRateSchedule { Kind = Schedule, WarmupSteps = WarmupSteps },
+        BatchOrdering = GroupByLength ? BatchOrdering.LengthGrouped : BatchOrdering.Random,
+        InitialValidation = InitialValidation,
         MaxGradNorm = Bound(nameof(MaxGradNorm)) ? MaxGradNorm : null,
         Seed = Seed,
         EvalInterval = EvalInterval,

@@ -58,4 +58,7 @@ public static class ErrorIds
     public const string ModelHeadMismatch = "ModelHeadMismatch";
     /// <summary>-OutFile exists and -Force was not given (ResourceExists).</summary>
     public const string ResultsFileExists = "ResultsFileExists";
+    // Training.
+    /// <summary>The training loss or gradient norm became NaN/∞; the step was not applied and the last checkpoint is good (InvalidResult).</summary>
+    public const string TrainingDiverged = "TrainingDiverged";
 }

@@ -41,6 +41,7 @@ public static class ErrorRecords
     /// <summary>The ErrorId and category <see cref="FromException"/> gives an exception type.</summary>
     public static (string ErrorId, ErrorCategory Category) Classify(Exception exception) => exception switch
     {
+        LoraPS.Training.TrainingDivergedException => (ErrorIds.TrainingDiverged, ErrorCategory.InvalidResult),
         FileNotFoundException or DirectoryNotFoundException => (ErrorIds.FileNotFound, ErrorCategory.ObjectNotFound),
         ItemNotFoundException => (ErrorIds.PathNotFound, ErrorCategory.ObjectNotFound),
         InvalidDataException or FormatException => (ErrorIds.InvalidData, ErrorCategory.InvalidData),

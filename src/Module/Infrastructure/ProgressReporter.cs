@@ -61,7 +61,12 @@ public sealed class ProgressReporter<T> : IProgress<T>, IDisposable
         _pending = value;
         _hasPending = true;
         long now = Stopwatch.GetTimestamp();
-        if (_lastWrite == long.MinValue || now - _lastWrite >= _intervalTicks) Flush(now);
+        if (_lastWrite != long.MinValue && now - _lastWrite < _intervalTicks) return;
+        // Once the pipeline is stopping (Ctrl+C) PowerShell refuses progress. The engine notices the stop through its
+        // cancellation token and must be left to finish cleanly (a training run saves its checkpoint), so stop showing
+        // progress instead of throwing out of the engine.
+        try { Flush(now); }
+        catch (PipelineStoppedException) { _completed = true; }
     }
 
     /// <summary>Renders the last reported value if it was throttled, then closes the bar. Idempotent.</summary>

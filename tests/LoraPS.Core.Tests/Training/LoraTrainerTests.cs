@@ -122,6 +122,7 @@ public class LoraTrainerTests
         // As if the process had died after step 6's metrics, before it finished: the last checkpoint is step 4's.
         Assert.Equal("step-000004", File.ReadAllText(folder.Sub("checkpoints", "latest")));
         Directory.Delete(folder.Sub("final"), recursive: true);
+        File.Delete(folder.Sub("trainer_state.json"));   // written only once the run completed
         using var fresh = Stories(withAdapter: false);
         var resumed = LoraTrainer.Resume(folder.Path, fresh, Arithmetic(fresh));
         Assert.Equal(6, resumed.Steps);
@@ -292,6 +293,19 @@ public class LoraTrainerTests
         using var other = Stories(withAdapter: false);
         Assert.Contains("already did all 1 steps", Assert.Throws<InvalidOperationException>(() => LoraTrainer.Resume(folder.Sub("run"), other, Arithmetic(other))).Message);
         Assert.Contains("differs from the data", Assert.Throws<ArgumentException>(() => LoraTrainer.Resume(folder.Sub("run"), other, Arithmetic(other, count: 20))).Message);
+    }
+
+    [Fact]
+    public void ACompletedRunIsNotResumedFromAnEarlierCheckpoint()
+    {
+        using var folder = new TempFolder();
+        using (var model = Stories())
+            LoraTrainer.Run(model, Arithmetic(model), Options(folder.Sub("run")) with { MaxSteps = 3, SaveInterval = 2 });
+        Assert.Equal("step-000002", File.ReadAllText(folder.Sub("run", "checkpoints", "latest")));
+        Assert.True(File.Exists(folder.Sub("run", "trainer_state.json")));
+        using var other = Stories(withAdapter: false);
+        Assert.Contains("already did all 3 steps", Assert.Throws<InvalidOperationException>(() => LoraTrainer.Resume(folder.Sub("run"), other, Arithmetic(other))).Message);
+        Assert.Empty(other.Adapters.Names);
     }
 }
 
