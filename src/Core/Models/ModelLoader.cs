@@ -107,7 +107,7 @@ public static class ModelLoader
         var marker = source.Names.FirstOrDefault(n => n.Contains(".quant_state.bitsandbytes__", StringComparison.Ordinal)
             || n.EndsWith(".weight.absmax", StringComparison.Ordinal) || n.EndsWith(".SCB", StringComparison.Ordinal));
         if (marker is not null)
-            throw new InvalidOperationException($"'{origin}' is already quantized (bitsandbytes weights such as '{marker}'); it cannot be quantized again. Quantize the original full-precision checkpoint instead.");
+            throw new AlreadyQuantizedException($"'{origin}' is already quantized (bitsandbytes weights such as '{marker}'); it cannot be quantized again. Quantize the original full-precision checkpoint instead.");
     }
 
     /// <summary>Which checkpoint tensor fills which model parameter, decided from names and shapes only.</summary>

@@ -93,7 +93,7 @@ public static class ModelQuantizer
     public static void ThrowIfQuantized(TransformerModel model)
     {
         if (Summarize(model) is { } summary)
-            throw new InvalidOperationException($"This model is already quantized ({summary.Format}, {summary.Layers} layers); it cannot be quantized again. Load the full-precision checkpoint with the quantization you want.");
+            throw new AlreadyQuantizedException($"This model is already quantized ({summary.Format}, {summary.Layers} layers); it cannot be quantized again. Load the full-precision checkpoint with the quantization you want.");
     }
 
     /// <summary>The quantized layers of <paramref name="model"/> (inside LoRA layers too), or null when there are none.</summary>
@@ -106,4 +106,10 @@ public static class ModelQuantizer
         return new QuantizationSummary(string.Join("+", formats), layers.Count, layers.Sum(l => l.Weight.NumElements),
             layers.Sum(l => l.Weight.StorageBytes), layers[0].ComputeDType);
     }
+}
+
+/// <summary>A model or checkpoint that is already quantized was asked to be quantized again.</summary>
+public sealed class AlreadyQuantizedException : InvalidOperationException
+{
+    public AlreadyQuantizedException(string message) : base(message) { }
 }

@@ -160,7 +160,7 @@ public class QuantizedLinearTests
         var unknown = Assert.Throws<ArgumentException>(() => QuantizationOptions.Parse("nf3"));
         Assert.Contains("nf4, nf4-dq, fp4, fp4-dq, int8", unknown.Message);
         using var model = LoraModel.Load(ModelTestFiles.Stories260K, quantization: QuantizationOptions.Parse("nf4"));
-        var twice = Assert.Throws<InvalidOperationException>(() => ModelQuantizer.Quantize(model.Network, QuantizationOptions.Parse("nf4")));
+        var twice = Assert.Throws<AlreadyQuantizedException>(() => ModelQuantizer.Quantize(model.Network, QuantizationOptions.Parse("nf4")));
         Assert.Contains("already quantized", twice.Message);
     }
 
