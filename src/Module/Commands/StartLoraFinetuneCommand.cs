@@ -110,7 +110,7 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     [ValidateRange(0, int.MaxValue)]
     public int WarmupSteps { get; set; } = 100;
 
-    /// <summary>The optimizer: AdamW (torch.optim.AdamW) or SGD.</summary>
+    /// <summary>The optimizer: AdamW (torch.optim.AdamW), AdamW8bit (bitsandbytes' 8-bit AdamW: a quarter of the state memory) or SGD.</summary>
     /// <value>Default: AdamW.</value>
     [Parameter]
     public OptimizerKind Optimizer { get; set; } = OptimizerKind.AdamW;
