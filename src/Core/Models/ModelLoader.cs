@@ -93,6 +93,7 @@ public static class ModelLoader
                 throw new InvalidOperationException($"Internal error: after loading '{origin}', parameters were left unfilled: {string.Join(", ", stillMeta)}.");
             // transformers' from_pretrained returns the model in eval mode (dropout off).
             model.eval();
+            LoraPS.Runtime.NativeHeap.Trim();
             return new LoadedModel(model, report, origin);
         } catch {
             foreach (var weight in quantized.Values) weight.Dispose();
