@@ -5,12 +5,13 @@
 param(
     [int] $MaxSteps = 400,
     [string] $OutputPath = "out/qlora-quality",
-    [string[]] $Configurations = @('fp32', 'nf4-dq/fp32', 'bf16', 'nf4-dq/bf16'),
+    # Comma-separated (a script run with -File gets one string): quantization/precision, or a precision alone.
+    [string] $Configurations = 'fp32,nf4-dq/fp32,bf16,nf4-dq/bf16',
     [string] $ResultPath = "benchmarks/results/qlora-quality.json"
 )
 
 $data = Import-LoraDataset -Path data/arithmetic/two_digit_addition.jsonl -PromptProperty context -ResponseProperty completion -Format Instruction
-$rows = foreach ($configuration in $Configurations) {
+$rows = foreach ($configuration in $Configurations -split ',') {
     # 'nf4-dq/bf16' = quantization/compute precision; 'fp32' = no quantization.
     $parts = $configuration -split '/'
     if ($parts.Count -eq 2) {

@@ -81,4 +81,18 @@ public sealed class QloraCmdletTests(RunspaceFixture fixture) : IDisposable
         Assert.StartsWith("InvalidOperation,", error.FullyQualifiedErrorId);
         Assert.Contains("re-quantize", error.Exception.Message);
     }
+
+    [Fact]
+    public void FinetuningAQuantizedModelWithEightBitAdamRecordsBothInTheRun()
+    {
+        var run = Path.Combine(_temp, "run");
+        var (output, errors) = fixture.Invoke(
+            "$qf = Import-LoraModel -Quantize nf4-dq; New-LoraConfig -Rank 4 -TargetModules all-linear | Add-LoraAdapter -Model $qf -Seed 1 | Out-Null; " +
+            "$qd = 1..8 | ForEach-Object { [pscustomobject]@{ instruction = \"Count to $_.\"; input = ''; output = \"One two $_.\" } } | Import-LoraDataset; " +
+            $"Start-LoraFinetune -Model $qf -Dataset $qd -OutputPath '{run}' -MaxSteps 2 -BatchSize 4 -MicroBatchSize 4 -Optimizer AdamW8bit; Remove-LoraModel $qf");
+        Assert.True(errors.Count == 0, string.Join("\n", errors.Select(e => $"{e.FullyQualifiedErrorId}: {e.Exception.Message}")));
+        var manifest = File.ReadAllText(Path.Combine(run, "run.json"));
+        Assert.Contains("\"nf4-dq\"", manifest);
+        Assert.Contains("AdamW8bit", manifest);
+    }
 }

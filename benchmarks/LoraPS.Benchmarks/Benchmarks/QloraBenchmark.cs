@@ -80,10 +80,52 @@ public sealed class QloraBenchmark : IBenchmark
                 row.BaselineRssMb, row.LoadPeakRssMb, row.TrainPeakRssMb, row.StepMedianMs, $"{row.FirstLoss:F3}→{row.LastLoss:F3}");
         }
         output.Write(table);
+        var layers = LayerTimes(options, output);
         var ratios = Ratios(rows);
         foreach (var (name, value) in ratios) output.WriteLine($"{name}: {value:F3}");
         return new BenchmarkReport(Name, new { SequenceLength, Batch = 1, Rank, Alpha = 2 * Rank, Targets = "all-linear", Warmup = warmup, Steps = steps, ModelConfig = JsonDocument.Parse(Config).RootElement },
-            [.. rows, ratios]);
+            [.. rows, .. layers, ratios]);
+    }
+
+    /// <summary>One 1024→2816 projection (an MLP up_proj), forward + input gradient, fp32 vs nf4-dq with fp32 compute.</summary>
+    public sealed record LayerRow(string Case, int Tokens, double LinearMs, double QuantizedMs, double DequantizeMs, double Ratio);
+
+    /// <summary>
+    /// Where dequantization stops mattering: it costs the same whatever the batch, the matmul grows with the tokens.
+    /// Interleaved timing of a plain frozen Linear and a <see cref="QuantizedLinear"/> (and of dequantization alone).
+    /// </summary>
+    List<LayerRow> LayerTimes(BenchmarkOptions options, TextWriter output)
+    {
+        var rows = new List<LayerRow>();
+        var table = new ResultTable("layer 1024→2816", "tokens", "fp32 Linear ms", "nf4-dq ms", "dequantize ms", "ratio");
+        using var scope = NewDisposeScope();
+        var weight = randn(2816, 1024) * 0.02;
+        using var linear = nn.Linear(1024, 2816, hasBias: false);
+        using (no_grad()) linear.weight!.copy_(weight);
+        linear.weight!.requires_grad = false;
+        using var quantized = new QuantizedLinear(QuantizedTensor.Quantize(weight, QuantType.NF4, doubleQuant: true), null, ScalarType.Float32);
+        var buffer = empty(2816, 1024);
+        foreach (var tokens in new[] { 64, 256, 1024 })
+        {
+            var label = $"layer/{tokens}";
+            if (!options.Includes(label)) continue;
+            var x = randn(tokens, 1024).requires_grad_(true);
+            var grad = randn(tokens, 2816);
+            Action Pass(nn.Module<Tensor, Tensor> layer) => () =>
+            {
+                using var s = NewDisposeScope();
+                x.grad?.zero_();
+                (layer.forward(x) * grad).sum().backward();
+            };
+            var times = Timing.MeasureInterleaved([("linear", Pass(linear)), ("quantized", Pass(quantized)), ("dequantize", () => quantized.Weight.DequantizeInto(buffer))],
+                options.Quick ? 1 : 2, options.Quick ? 3 : 10);
+            var row = new LayerRow(label, tokens, times["linear"].Median, times["quantized"].Median, times["dequantize"].Median,
+                times["quantized"].Median / times["linear"].Median);
+            rows.Add(row);
+            table.Add(label, tokens, row.LinearMs, row.QuantizedMs, row.DequantizeMs, row.Ratio);
+        }
+        if (rows.Count > 0) output.Write(table);
+        return rows;
     }
 
     /// <summary>nf4-dq over bf16 (and over fp32): training peak RSS, peak RSS above the runtime baseline, weights, step time.</summary>
