@@ -21,6 +21,8 @@ namespace LoraPS.Quantization;
 public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
 {
     readonly DequantizationWorkspace _workspace;
+    [TorchSharp.Utils.ComponentName(Name = "bias")]
+    readonly Parameter? _bias;
     bool _disposed;
 
     /// <summary>Wraps <paramref name="weight"/> (shape (out, in)), which the layer then owns.</summary>
@@ -42,7 +44,7 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
             if (!bias.shape.SequenceEqual([OutFeatures]))
                 throw new ArgumentException($"The bias must be [{OutFeatures}], got [{string.Join(", ", bias.shape)}].", nameof(bias));
             using var noGrad = no_grad();
-            this.bias = new Parameter(bias.detach().to(computeDType, weight.Device, copy: true), requires_grad: false);
+            _bias = new Parameter(bias.detach().to(computeDType, weight.Device, copy: true), requires_grad: false);
         }
         _workspace = workspace ?? new DequantizationWorkspace();
         _workspace.AddUser();
@@ -53,7 +55,7 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
     public QuantizedTensor Weight { get; }
 
     /// <summary>Frozen bias in <see cref="ComputeDType"/>, or null.</summary>
-    public Parameter? bias { get; }
+    public Parameter? bias => _bias;
 
     public long InFeatures => Weight.Shape[1];
     public long OutFeatures => Weight.Shape[0];

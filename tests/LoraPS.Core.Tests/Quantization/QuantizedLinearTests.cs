@@ -36,6 +36,8 @@ public class QuantizedLinearTests
         var expected = nn.functional.linear(x, reference, b);
         TensorAssert.Equal(expected, layer.forward(x), "x·dequant(W)ᵀ + b");
         Assert.DoesNotContain(layer.parameters(), p => p.requires_grad);
+        // The state dict holds the bias under PEFT's name; the quantized weight is not a parameter.
+        Assert.Equal(["bias"], layer.state_dict().Keys.ToList());
     }
 
     [Fact]
