@@ -33,6 +33,8 @@ public sealed partial class LoraAdapterSet
     public IReadOnlyList<string> MergeInPlace(bool safeMerge = false)
     {
         ThrowIfNothingToMerge();
+        if (_layers.Values.FirstOrDefault(l => l.IsBaseQuantized && l.ActiveAdapters.Count > 0) is { } quantized)
+            throw new InvalidOperationException($"The base weights are quantized ({quantized.QuantizedBaseLayer}); merging in place would re-quantize W + ΔW and lose the adapters' precision. Write a merged full-precision checkpoint instead (MergeAndSave / Merge-LoraAdapter -Path), which dequantizes first.");
         var merged = new List<LoraLinear>();
         try
         {
@@ -62,6 +64,8 @@ public sealed partial class LoraAdapterSet
     /// original key names — GPT-2's Conv1D weights transposed back to (in, out), tied weights stored once, the trained
     /// modules_to_save copies under their plain names — plus <c>config.json</c> and the tokenizer and generation files
     /// of the base model's folder. LoraPS and transformers load it as an ordinary model.
+    /// A quantized (QLoRA) base is dequantized first: its weights are written unquantized in the compute dtype with the
+    /// adapters folded in, never re-quantized (<see cref="IsBaseQuantized"/> tells callers to say so).
     /// </summary>
     /// <remarks>
     /// The model in memory keeps its adapters unmerged: merged copies of the targeted weights are computed on the
@@ -117,7 +121,7 @@ public sealed partial class LoraAdapterSet
         var fanInFanOut = Model.FanInFanOutModules;
         var result = new List<KeyValuePair<string, Tensor>>();
         var merged = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (key, value) in Model.state_dict())
+        foreach (var (key, value) in Model.state_dict().Concat(DequantizedWeights()))
         {
             if (tied.Contains(key)) continue;
             if (PlainKey(key, value, merged) is not (string plain, Tensor tensor)) continue;
@@ -128,6 +132,30 @@ public sealed partial class LoraAdapterSet
             result.Add(new(plain, tensor));
         }
         return result;
+    }
+
+    /// <summary>True when some base weights are stored quantized: a merged checkpoint holds them dequantized.</summary>
+    public bool IsBaseQuantized => Model.modules().Any(m => m is LoraPS.Quantization.QuantizedLinear);
+
+    /// <summary>
+    /// The weights of quantized layers, which are not in the state dict: <c>…base_layer.weight</c> of a LoRA layer (the
+    /// merge computes it) and the dequantized <c>….weight</c> (compute dtype) of a quantized layer without adapters.
+    /// </summary>
+    IEnumerable<KeyValuePair<string, Tensor>> DequantizedWeights()
+    {
+        foreach (var (path, module) in PlainModules())
+        {
+            switch (module)
+            {
+                case LoraLinear { IsBaseQuantized: true } lora:
+                    // PlainKey replaces this entry by the merged weight; the codes only stand in for it.
+                    yield return new(path + ".base_layer.weight", lora.QuantizedBaseLayer!.Weight.Data);
+                    break;
+                case LoraPS.Quantization.QuantizedLinear quantized:
+                    yield return new(path + ".weight", quantized.DequantizedWeight());
+                    break;
+            }
+        }
     }
 
     /// <summary>

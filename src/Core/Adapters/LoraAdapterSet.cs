@@ -1,4 +1,5 @@
 using LoraPS.Models;
+using LoraPS.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -269,9 +270,12 @@ public sealed partial class LoraAdapterSet
     {
         if (_layers.TryGetValue(path, out var layer)) return layer;
         bool fanInFanOut = Model.FanInFanOutModules.Contains(path);
-        layer = (LoraLinear)Model.ReplaceModule(path, old => old is Linear linear
-            ? new LoraLinear(linear, fanInFanOut)
-            : throw new NotSupportedException($"'{path}' is a {old.GetType().Name}; LoRA wraps Linear layers only."));
+        layer = (LoraLinear)Model.ReplaceModule(path, old => old switch
+        {
+            Linear linear => new LoraLinear(linear, fanInFanOut),
+            QuantizedLinear quantized => new LoraLinear(quantized, fanInFanOut),
+            _ => throw new NotSupportedException($"'{path}' is a {old.GetType().Name}; LoRA wraps Linear (and quantized linear) layers only."),
+        });
         MatchTrainingMode(layer);
         return _layers[path] = layer;
     }
@@ -365,6 +369,7 @@ public sealed partial class LoraAdapterSet
             {
                 LoraLinear l => (m.Path, l.InFeatures, l.OutFeatures),
                 Linear l => (m.Path, l.in_features, l.out_features),
+                QuantizedLinear q => (m.Path, q.InFeatures, q.OutFeatures),
                 _ => (Path: (string?)null, 0L, 0L),
             })
             .Where(l => l.Path is not null)
@@ -496,7 +501,7 @@ public sealed partial class LoraAdapterSet
             if (module is ModulesToSaveWrapper || savedModules.Contains(path)) continue;
             bool wrapped = module is LoraLinear || targets.Contains(path);
             var own = module is LoraLinear lora
-                ? lora.BaseLayer.named_parameters(recurse: false)
+                ? lora.BaseModule.named_parameters(recurse: false)
                 : module.named_parameters(recurse: false);
             foreach (var (name, parameter) in own)
             {

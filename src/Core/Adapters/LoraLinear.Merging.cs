@@ -27,7 +27,7 @@ public sealed partial class LoraLinear
     {
         var options = Options(adapter);
         using var scope = NewDisposeScope();
-        return WeightNorm(_baseLayer.weight!, LoraB(adapter), LoraA(adapter), options.Scaling).MoveToOuterDisposeScope();
+        return WeightNorm(ReadBaseWeight(), LoraB(adapter), LoraA(adapter), options.Scaling).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -41,7 +41,9 @@ public sealed partial class LoraLinear
     public IReadOnlyList<string> Merge(IEnumerable<string>? adapters = null, bool safeMerge = false)
     {
         var toMerge = Unmerged(adapters);
-        var weight = _baseLayer.weight!;
+        if (toMerge.Count > 0 && IsBaseQuantized)
+            throw new InvalidOperationException("This layer's base weight is quantized; merging into it in place would re-quantize W + ΔW and lose the adapter's precision. Write a merged full-precision checkpoint instead (MergeAndSave / Merge-LoraAdapter -Path), which dequantizes first.");
+        var weight = BaseLayer.weight!;
         foreach (var adapter in toMerge)
         {
             using var scope = NewDisposeScope();
@@ -58,18 +60,19 @@ public sealed partial class LoraLinear
 
     /// <summary>
     /// The weight <see cref="Merge"/> would produce, without changing the layer: the current W (which already holds
-    /// the merged adapters) with <paramref name="adapters"/> folded in, in W's dtype and (out, in) layout. Used to
+    /// the merged adapters) with <paramref name="adapters"/> folded in, in W's dtype and (out, in) layout. For a
+    /// quantized base: the dequantized W (float32) plus ΔW, in the compute dtype — never re-quantized. Used to
     /// export a merged checkpoint while the model keeps its adapters.
     /// </summary>
     /// <param name="adapters">Adapters to fold in; null folds in the active ones. Already merged ones are skipped.</param>
     public Tensor MergedWeight(IEnumerable<string>? adapters = null)
     {
-        var weight = _baseLayer.weight!;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var w = weight.to(ScalarType.Float32);
+        // A quantized base is dequantized (float32) here and the result is given in its compute dtype, unquantized.
+        var w = ReadBaseWeight().to(ScalarType.Float32);
         foreach (var adapter in Unmerged(adapters)) w = MergeStep(w, adapter, out _);
-        return w.to(weight.dtype).MoveToOuterDisposeScope();
+        return w.to(BaseDType).MoveToOuterDisposeScope();
     }
 
     List<string> Unmerged(IEnumerable<string>? adapters) =>
@@ -94,7 +97,8 @@ public sealed partial class LoraLinear
     public IReadOnlyList<string> Unmerge()
     {
         var undone = new List<string>();
-        var weight = _baseLayer.weight!;
+        if (_merged.Count == 0) return undone;
+        var weight = BaseLayer.weight!;
         while (_merged.Count > 0)
         {
             var adapter = _merged[^1];

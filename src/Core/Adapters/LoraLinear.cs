@@ -1,3 +1,4 @@
+using LoraPS.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -31,14 +32,17 @@ namespace LoraPS.Adapters;
 /// <c>lora_magnitude_vector.&lt;adapter&gt;.weight</c>; <see cref="PeftStateDictKeys"/> maps them to the file names.
 /// </para>
 /// <para>
-/// The base layer is always a torch <c>Linear</c> with W as (out, in). GPT-2's <c>Conv1D</c> weights are loaded
-/// transposed into one, so <see cref="FanInFanOut"/> only tells exporters to transpose merged weights back.
+/// The base layer is a torch <c>Linear</c> with W as (out, in), or a <see cref="QuantizedLinear"/> (QLoRA: W stored
+/// in 4 or 8 bits, frozen; the adapters train on top unchanged). GPT-2's <c>Conv1D</c> weights are loaded
+/// transposed into a Linear, so <see cref="FanInFanOut"/> only tells exporters to transpose merged weights back.
+/// A quantized base is never rewritten: in-place merges and PiSSA/OLoRA (which rewrite W) are refused, and
+/// <see cref="MergedWeight"/> returns the dequantized weight with the adapters folded in.
 /// </para>
 /// </remarks>
 public sealed partial class LoraLinear : Module<Tensor, Tensor>
 {
     [TorchSharp.Utils.ComponentName(Name = "base_layer")]
-    readonly Linear _baseLayer;
+    readonly Module<Tensor, Tensor> _baseLayer;
     [TorchSharp.Utils.ComponentName(Name = "lora_A")]
     readonly AdapterModules<Linear> _loraA = new();
     [TorchSharp.Utils.ComponentName(Name = "lora_B")]
@@ -59,7 +63,18 @@ public sealed partial class LoraLinear : Module<Tensor, Tensor>
     /// <summary>Wraps <paramref name="baseLayer"/>, which it then owns (disposing the LoRA layer disposes it), and freezes its weight and bias.</summary>
     /// <param name="baseLayer">The layer to adapt; W is (out, in).</param>
     /// <param name="fanInFanOut">True when the checkpoint stores this weight as (in, out) (GPT-2 <c>Conv1D</c>).</param>
-    public LoraLinear(Linear baseLayer, bool fanInFanOut = false) : base(nameof(LoraLinear))
+    public LoraLinear(Linear baseLayer, bool fanInFanOut = false) : this((Module<Tensor, Tensor>)baseLayer, fanInFanOut)
+    {
+    }
+
+    /// <summary>Wraps a quantized frozen layer (QLoRA), which it then owns.</summary>
+    /// <param name="baseLayer">The quantized layer to adapt; W is (out, in).</param>
+    /// <param name="fanInFanOut">True when the checkpoint stores this weight as (in, out) (GPT-2 <c>Conv1D</c>).</param>
+    public LoraLinear(QuantizedLinear baseLayer, bool fanInFanOut = false) : this((Module<Tensor, Tensor>)baseLayer, fanInFanOut)
+    {
+    }
+
+    LoraLinear(Module<Tensor, Tensor> baseLayer, bool fanInFanOut) : base(nameof(LoraLinear))
     {
         ArgumentNullException.ThrowIfNull(baseLayer);
         _baseLayer = baseLayer;
@@ -68,10 +83,35 @@ public sealed partial class LoraLinear : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public Linear BaseLayer => _baseLayer;
-    public long InFeatures => _baseLayer.in_features;
-    public long OutFeatures => _baseLayer.out_features;
+    /// <summary>The full-precision base layer.</summary>
+    /// <exception cref="InvalidOperationException">The base is quantized; use <see cref="QuantizedBaseLayer"/>.</exception>
+    public Linear BaseLayer => _baseLayer as Linear
+        ?? throw new InvalidOperationException("This LoRA layer's base is quantized (QLoRA); use QuantizedBaseLayer, or MergedWeight() for its dequantized weight.");
+
+    /// <summary>The quantized base layer, or null when the base is a full-precision Linear.</summary>
+    public QuantizedLinear? QuantizedBaseLayer => _baseLayer as QuantizedLinear;
+
+    /// <summary>The base layer whatever its kind (a Linear or a <see cref="QuantizedLinear"/>).</summary>
+    public Module<Tensor, Tensor> BaseModule => _baseLayer;
+
+    /// <summary>True when the base weight is stored quantized.</summary>
+    public bool IsBaseQuantized => _baseLayer is QuantizedLinear;
+
+    public long InFeatures => _baseLayer is QuantizedLinear q ? q.InFeatures : ((Linear)_baseLayer).in_features;
+    public long OutFeatures => _baseLayer is QuantizedLinear q ? q.OutFeatures : ((Linear)_baseLayer).out_features;
     public bool FanInFanOut { get; }
+
+    /// <summary>Where the base weight lives (adapters are created there).</summary>
+    Device BaseDevice => _baseLayer is QuantizedLinear q ? q.Device : ((Linear)_baseLayer).weight!.device;
+
+    /// <summary>
+    /// W for reading: the live parameter of a Linear base, or a new dequantized float32 tensor of a quantized one
+    /// (in the caller's dispose scope).
+    /// </summary>
+    Tensor ReadBaseWeight() => _baseLayer is QuantizedLinear q ? q.DequantizedWeight(ScalarType.Float32) : ((Linear)_baseLayer).weight!;
+
+    /// <summary>The dtype merged weights are produced in: W's dtype, or the compute dtype of a quantized base.</summary>
+    ScalarType BaseDType => _baseLayer is QuantizedLinear q ? q.ComputeDType : ((Linear)_baseLayer).weight!.dtype;
 
     /// <summary>Adapter names in the order they were added.</summary>
     public IReadOnlyList<string> Adapters => _adapters;
@@ -105,9 +145,17 @@ public sealed partial class LoraLinear : Module<Tensor, Tensor>
         CheckNewName(name);
         if (IsMerged) throw new InvalidOperationException($"Cannot add adapter '{name}' while {string.Join(", ", _merged)} is merged into the weight; call Unmerge() first.");
 
+        if (IsBaseQuantized && options.Init.Kind is LoraInitKind.PiSSA or LoraInitKind.OLoRA)
+            throw new NotSupportedException($"{options.Init.Kind} initialisation rewrites the base weight to W − s·B·A, but this layer's base is quantized and LoraPS never re-quantizes it. Use the default (or Gaussian) init on a quantized model, or load the model without -Quantize.");
+
         using var scope = NewDisposeScope();
-        var (a, b) = LoraInitialization.Initialize(_baseLayer.weight!, options, generator, dtype);
-        Tensor? magnitude = options.UseDora ? WeightNorm(_baseLayer.weight!, b, a, options.Scaling) : null;
+        Tensor baseWeight = _baseLayer is QuantizedLinear quantized
+            ? empty(quantized.OutFeatures, quantized.InFeatures, dtype: ScalarType.Float32, device: quantized.Device)
+            : ((Linear)_baseLayer).weight!;
+        // The default and Gaussian inits read only W's shape and device: a quantized base needs no dequantization for them.
+        if (options.UseDora && IsBaseQuantized) baseWeight = ReadBaseWeight();
+        var (a, b) = LoraInitialization.Initialize(baseWeight, options, generator, dtype);
+        Tensor? magnitude = options.UseDora ? WeightNorm(baseWeight, b, a, options.Scaling) : null;
         Register(name, options, a, b, magnitude);
     }
 
@@ -124,7 +172,7 @@ public sealed partial class LoraLinear : Module<Tensor, Tensor>
         if (options.UseDora != magnitude is not null)
             throw new ArgumentException($"Adapter '{name}': {(options.UseDora ? "a DoRA adapter needs its lora_magnitude_vector" : "a magnitude vector was given for a plain LoRA adapter")}.");
         using var scope = NewDisposeScope();
-        var device = _baseLayer.weight!.device;
+        var device = BaseDevice;
         Register(name, options, loraA.to(dtype, device).clone(), loraB.to(dtype, device).clone(), magnitude?.to(dtype, device).clone());
     }
 
@@ -270,7 +318,8 @@ public sealed partial class LoraLinear : Module<Tensor, Tensor>
     /// </summary>
     Tensor DoraUpdate(Tensor x, Tensor a, Tensor b, Tensor magnitude, double scaling)
     {
-        var weight = _baseLayer.weight!.to(x.dtype);
+        // A quantized base is dequantized for this step only (DoRA needs W itself, not just x·Wᵀ).
+        var weight = ReadBaseWeight().to(x.dtype);
         var norm = WeightNorm(weight, b, a, scaling);
         var g = (magnitude / norm).view(1, -1);
         return (g - 1) * functional.linear(x, weight) + g * functional.linear(functional.linear(x, a), b) * scaling;

@@ -26,6 +26,8 @@ public readonly record struct ParameterCount(long Trainable, long Total)
             total += p.numel();
             if (p.requires_grad) trainable += p.numel();
         }
+        // Quantized base weights are not Parameters, but PEFT counts bnb's 4-bit weights by their real element count.
+        total += module.modules().OfType<LoraPS.Quantization.QuantizedLinear>().Sum(q => q.Weight.NumElements);
         return new ParameterCount(trainable, total);
     }
 

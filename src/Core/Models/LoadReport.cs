@@ -26,6 +26,8 @@ public sealed record LoadReport
     public IReadOnlyList<string> Transposed { get; init; } = Array.Empty<string>();
     public IReadOnlyList<KeyRename> Renamed { get; init; } = Array.Empty<KeyRename>();
     public IReadOnlyList<TiedWeight> Tied { get; init; } = Array.Empty<TiedWeight>();
+    /// <summary>Linear layers whose weight was quantized while loading (see <see cref="ModelLoadOptions.Quantization"/>).</summary>
+    public IReadOnlyList<string> Quantized { get; init; } = Array.Empty<string>();
 
     /// <summary>One line per category, for verbose output.</summary>
     public override string ToString()
@@ -34,7 +36,8 @@ public sealed record LoadReport
             items.Count == 0 ? "none" : string.Join(", ", items.Take(8)) + (items.Count > 8 ? $", … ({items.Count} in all)" : "");
         return $"loaded {LoadedCount}; missing (initialised): {List(Missing)}; unexpected: {List(Unexpected)}; ignored: {List(Ignored)}; " +
                $"transposed: {List(Transposed)}; renamed: {List(Renamed.Select(r => $"{r.CheckpointKey}→{r.ModelKey}").ToList())}; " +
-               $"tied: {List(Tied.Select(t => $"{t.Key}←{t.Source}").ToList())}";
+               $"tied: {List(Tied.Select(t => $"{t.Key}←{t.Source}").ToList())}" +
+               (Quantized.Count > 0 ? $"; quantized: {List(Quantized)}" : "");
     }
 }
 
@@ -52,6 +55,11 @@ public sealed record ModelLoadOptions
     public AttentionImplementation Attention { get; init; } = AttentionImplementation.Sdpa;
     /// <summary>Whether loaded parameters require gradients. Default false: LoRA training unfreezes only what it trains.</summary>
     public bool RequiresGrad { get; init; }
+    /// <summary>
+    /// Store the linear weights of the transformer blocks quantized (QLoRA): each weight is quantized as it is read, in
+    /// <see cref="DType"/> first; the output head, embeddings and norms keep <see cref="DType"/>. Null: no quantization.
+    /// </summary>
+    public LoraPS.Quantization.QuantizationOptions? Quantization { get; init; }
 }
 
 /// <summary>A loaded model and what loading it did. Disposing it releases the weights.</summary>
@@ -62,8 +70,10 @@ public sealed class LoadedModel : IDisposable
         Model = model;
         Report = report;
         Source = source;
-        ParameterCount = model.ParameterCount();
-        ParameterBytes = model.ParameterBytes();
+        var quantization = LoraPS.Quantization.ModelQuantizer.Summarize(model);
+        ParameterCount = model.ParameterCount() + (quantization?.Parameters ?? 0);
+        ParameterBytes = model.ParameterBytes() + (quantization?.StorageBytes ?? 0);
+        Quantization = quantization;
     }
 
     public TransformerModel Model { get; }
@@ -71,10 +81,12 @@ public sealed class LoadedModel : IDisposable
     public ModelHeadKind HeadKind => Model.HeadKind;
     public ScalarType DType => Model.DType;
     public Device Device => Model.Device;
-    /// <summary>Distinct parameter elements (tied weights once), at load time.</summary>
+    /// <summary>Distinct parameter elements (tied weights once; quantized weights included), at load time.</summary>
     public long ParameterCount { get; }
-    /// <summary>Bytes of parameter memory, at load time.</summary>
+    /// <summary>Bytes of parameter memory (quantized weights at their stored size), at load time.</summary>
     public long ParameterBytes { get; }
+    /// <summary>The quantized base weights, or null when the model is not quantized.</summary>
+    public LoraPS.Quantization.QuantizationSummary? Quantization { get; }
     public LoadReport Report { get; }
     /// <summary>The directory or file the weights came from.</summary>
     public string Source { get; }

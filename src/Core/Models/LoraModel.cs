@@ -1,4 +1,5 @@
 using LoraPS.Adapters;
+using LoraPS.Quantization;
 using LoraPS.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -36,14 +37,20 @@ public sealed class LoraModel : IDisposable
     /// Loads a Hugging Face model folder: <c>config.json</c>, safetensors weights (single or sharded) and a tokenizer.
     /// Nothing in the folder is executed and pickle files are never read.
     /// </summary>
-    public static LoraModel Load(string directory, Precision precision = Precision.FP32, ModelHeadKind? head = null, int? numLabels = null)
+    /// <param name="directory">The model folder.</param>
+    /// <param name="precision">Compute precision of the weights (and the dtype quantized weights are dequantized to).</param>
+    /// <param name="head">Which head to build; default from the config.</param>
+    /// <param name="numLabels">Overrides config num_labels.</param>
+    /// <param name="quantization">Store the transformer blocks' linear weights quantized (QLoRA); null for none.</param>
+    public static LoraModel Load(string directory, Precision precision = Precision.FP32, ModelHeadKind? head = null, int? numLabels = null,
+        QuantizationOptions? quantization = null)
     {
         var full = IOPath.GetFullPath(directory);
         if (!Directory.Exists(full))
             throw new DirectoryNotFoundException($"The model folder '{full}' does not exist. Give a folder with config.json, model.safetensors and a tokenizer.");
         // The tokenizer first: it is cheap, and a folder without one fails before the weights are read.
         var tokenizer = TextTokenizer.Load(full);
-        var loaded = ModelLoader.Load(full, new ModelLoadOptions { DType = ToScalarType(precision), Head = head, NumLabels = numLabels });
+        var loaded = ModelLoader.Load(full, new ModelLoadOptions { DType = ToScalarType(precision), Head = head, NumLabels = numLabels, Quantization = quantization });
         return new LoraModel(loaded, tokenizer, precision);
     }
 
@@ -99,6 +106,21 @@ public sealed class LoraModel : IDisposable
     public int ContextLength => Config.MaxPositionEmbeddings;
     public bool IsDisposed => disposed;
 
+    /// <summary>The quantized base weights (format, layers, bytes), or null when the model is not quantized.</summary>
+    public QuantizationSummary? Quantization => ModelQuantizer.Summarize(Network);
+
+    /// <summary><c>nf4</c>, <c>nf4-dq</c>, <c>fp4</c>, <c>fp4-dq</c>, <c>int8</c>, or <c>none</c>.</summary>
+    public string QuantizationFormat => Quantization?.Format ?? "none";
+
+    /// <summary>Bits per element of the stored quantized base weights (4.5 for nf4/fp4, ≈4.13 for the -dq variants); null when not quantized.</summary>
+    public double? BaseBitsPerParameter => Quantization?.BitsPerParameter;
+
+    /// <summary>Bytes per element of the stored quantized base weights; null when not quantized.</summary>
+    public double? BaseBytesPerParameter => Quantization?.BytesPerParameter;
+
+    /// <summary><see cref="MemoryBytes"/> / <see cref="Parameters"/>: bytes per parameter over the whole model.</summary>
+    public double BytesPerParameter => Parameters == 0 ? 0 : (double)MemoryBytes / Parameters;
+
     public static ScalarType ToScalarType(Precision precision) => precision switch
     {
         Precision.FP32 => ScalarType.Float32,
@@ -113,7 +135,7 @@ public sealed class LoraModel : IDisposable
 
     public override string ToString() => adapters is { Names.Count: > 0 } set
         ? $"{Name} ({Architecture}, {Precision}, adapters {string.Join(", ", set.Names)}; {ParameterCount.Of(Network)})"
-        : $"{Name} ({Architecture}, {Parameters:N0} parameters, {Precision})";
+        : $"{Name} ({Architecture}, {Parameters:N0} parameters, {Precision}{(Quantization is { } q ? ", " + q.Format : "")})";
 
     public void Dispose()
     {

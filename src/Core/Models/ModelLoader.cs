@@ -1,4 +1,5 @@
 using LoraPS.Checkpoints;
+using LoraPS.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -59,12 +60,31 @@ public static class ModelLoader
             if (labels <= 0) throw new ArgumentOutOfRangeException(nameof(options), labels, "NumLabels must be positive.");
             config = config with { NumLabels = labels };
         }
+        if (options.Quantization is { } quantization) {
+            quantization.Validate();
+            if (options.RequiresGrad)
+                throw new ArgumentException("Quantized weights are frozen; RequiresGrad cannot be combined with Quantization.", nameof(options));
+            ThrowIfAlreadyQuantized(source, origin);
+        }
         var head = options.Head ?? ModelFactory.DefaultHead(config);
         var model = ModelFactory.Create(config, head, torch.META, options.DType, options.Attention);
+        var quantized = new Dictionary<string, QuantizedTensor>(StringComparer.Ordinal);
         try {
             var plan = Plan(model, source, origin);
             var placeholders = new List<Parameter>();
-            var report = Fill(model, source, plan, options, placeholders);
+            var quantizeWeights = options.Quantization is { } q
+                ? ModelQuantizer.SelectTargets(model, q).Where(p => plan.SourceFor.ContainsKey(p + ".weight")).ToHashSet(StringComparer.Ordinal)
+                : [];
+            var report = Fill(model, source, plan, options, placeholders, quantizeWeights, quantized);
+            if (quantized.Count > 0) {
+                var workspace = new DequantizationWorkspace();
+                foreach (var path in quantized.Keys.ToList()) {
+                    var weight = quantized[path];
+                    quantized.Remove(path);
+                    ModelQuantizer.Install(model, path, weight, options.DType, workspace);
+                }
+                report = report with { Quantized = quantizeWeights.Order(StringComparer.Ordinal).ToList() };
+            }
             model.TieWeights();
             // Only now, with nothing pointing at them, can the meta placeholders go.
             foreach (var p in placeholders.Distinct(ReferenceEqualityComparer.Instance)) ((Parameter)p!).Dispose();
@@ -73,11 +93,22 @@ public static class ModelLoader
                 throw new InvalidOperationException($"Internal error: after loading '{origin}', parameters were left unfilled: {string.Join(", ", stillMeta)}.");
             // transformers' from_pretrained returns the model in eval mode (dropout off).
             model.eval();
+            LoraPS.Runtime.NativeHeap.Trim();
             return new LoadedModel(model, report, origin);
         } catch {
+            foreach (var weight in quantized.Values) weight.Dispose();
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>bitsandbytes' serialized 4-bit and 8-bit weights (see <see cref="BitsAndBytesStateDict"/>) give a checkpoint away.</summary>
+    private static void ThrowIfAlreadyQuantized(IWeightSource source, string origin)
+    {
+        var marker = source.Names.FirstOrDefault(n => n.Contains(".quant_state.bitsandbytes__", StringComparison.Ordinal)
+            || n.EndsWith(".weight.absmax", StringComparison.Ordinal) || n.EndsWith(".SCB", StringComparison.Ordinal));
+        if (marker is not null)
+            throw new AlreadyQuantizedException($"'{origin}' is already quantized (bitsandbytes weights such as '{marker}'); it cannot be quantized again. Quantize the original full-precision checkpoint instead.");
     }
 
     /// <summary>Which checkpoint tensor fills which model parameter, decided from names and shapes only.</summary>
@@ -143,7 +174,8 @@ public static class ModelLoader
         return plan;
     }
 
-    private static LoadReport Fill(TransformerModel model, IWeightSource source, LoadPlan plan, ModelLoadOptions options, List<Parameter> replaced)
+    private static LoadReport Fill(TransformerModel model, IWeightSource source, LoadPlan plan, ModelLoadOptions options, List<Parameter> replaced,
+        IReadOnlySet<string> quantizeWeights, Dictionary<string, QuantizedTensor> quantized)
     {
         var device = options.Device ?? CPU;
         var transposed = plan.Transposed.ToHashSet();
@@ -153,6 +185,13 @@ public static class ModelLoader
                 var value = source.Read(name).to(options.DType);
                 // GPT-2 Conv1D keeps W as (in, out); a Linear holds (out, in).
                 if (transposed.Contains(key)) value = value.t().contiguous();
+                var module = key.EndsWith(".weight", StringComparison.Ordinal) ? key[..^".weight".Length] : null;
+                if (module is not null && quantizeWeights.Contains(module)) {
+                    // Quantized as soon as it is read: the full-precision model never exists in memory, only one weight.
+                    var q = options.Quantization!;
+                    quantized[module] = QuantizedTensor.Quantize(value.to(device), q.Type, q.BlockSize, q.DoubleQuant, options.DType);
+                    continue;
+                }
                 replaced.Add(Replace(model, key, value.to(device), options.RequiresGrad));
             }
             foreach (var key in plan.Fresh) {

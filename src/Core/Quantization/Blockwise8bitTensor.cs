@@ -22,7 +22,28 @@ public enum DynamicMap
 public sealed class Blockwise8bitTensor : IDisposable
 {
     private readonly long[] shape;
+    private readonly bool owns = true;
     private bool disposed;
+
+    /// <summary>A view over existing codes and absmax tensors (an optimizer's saved state), which it does not own.</summary>
+    private Blockwise8bitTensor(Tensor codes, Tensor absmax, DynamicMap map, int blockSize)
+    {
+        shape = codes.shape;
+        Map = map;
+        BlockSize = blockSize;
+        Codes = codes;
+        Absmax = absmax;
+        owns = false;
+        long n = shape.Aggregate(1L, (a, b) => a * b);
+        if (codes.dtype != ScalarType.Byte || absmax.dtype != ScalarType.Float32 || absmax.numel() != (n + blockSize - 1) / blockSize)
+            throw new ArgumentException($"8-bit state needs uint8 codes and {(n + blockSize - 1) / blockSize} float32 absmax values; got {codes.dtype} codes and {absmax.numel()} {absmax.dtype} absmax values.");
+    }
+
+    /// <summary>
+    /// Reads and requantizes into <paramref name="codes"/> (uint8, any shape) and <paramref name="absmax"/> (float32,
+    /// one per block) in place; disposing the view leaves them alone.
+    /// </summary>
+    internal static Blockwise8bitTensor Over(Tensor codes, Tensor absmax, DynamicMap map, int blockSize) => new(codes, absmax, map, blockSize);
 
     private Blockwise8bitTensor(long[] shape, DynamicMap map, int blockSize, Device device)
     {
@@ -152,6 +173,7 @@ public sealed class Blockwise8bitTensor : IDisposable
             return;
         }
         disposed = true;
+        if (!owns) return;
         Codes.Dispose();
         Absmax.Dispose();
     }

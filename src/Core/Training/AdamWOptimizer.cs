@@ -32,16 +32,22 @@ public sealed class AdamWOptimizer : Optimizer
     {
         var expAvg = GetState(name, "exp_avg") ?? SetState(name, "exp_avg", zeros_like(p));
         var expAvgSq = GetState(name, "exp_avg_sq") ?? SetState(name, "exp_avg_sq", zeros_like(p));
+        Apply(p, grad, expAvg, expAvgSq, step, LearningRate, Beta1, Beta2, Epsilon, WeightDecay);
+    }
 
+    /// <summary>One AdamW update of <paramref name="p"/> with its moments <paramref name="expAvg"/> and <paramref name="expAvgSq"/>, in place.</summary>
+    internal static void Apply(Tensor p, Tensor grad, Tensor expAvg, Tensor expAvgSq, long step,
+        double lr, double beta1, double beta2, double epsilon, double weightDecay)
+    {
         // The same op sequence as torch 1.13 _single_tensor_adamw (torch 2.x's lerp_ for m can differ by 1 ulp).
-        p.mul_(1 - LearningRate * WeightDecay);
-        expAvg.mul_(Beta1).add_(grad, alpha: 1 - Beta1);
-        expAvgSq.mul_(Beta2).addcmul_(grad, grad, value: 1 - Beta2);
+        p.mul_(1 - lr * weightDecay);
+        expAvg.mul_(beta1).add_(grad, alpha: 1 - beta1);
+        expAvgSq.mul_(beta2).addcmul_(grad, grad, value: 1 - beta2);
         // Bias corrections in float64 from the step count, as Python computes them.
-        double biasCorrection1 = 1 - Math.Pow(Beta1, step);
-        double biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, step));
-        double stepSize = LearningRate / biasCorrection1;
-        var denom = (expAvgSq.sqrt() / biasCorrection2Sqrt).add_(Epsilon);
+        double biasCorrection1 = 1 - Math.Pow(beta1, step);
+        double biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(beta2, step));
+        double stepSize = lr / biasCorrection1;
+        var denom = (expAvgSq.sqrt() / biasCorrection2Sqrt).add_(epsilon);
         p.addcdiv_(expAvg, denom, value: -stepSize);
     }
 }

@@ -83,6 +83,8 @@ public static class LoraTrainer
         var folder = new RunFolder(runFolder);
         var manifest = folder.ReadManifest();
         var options = manifest.Options with { OutputDirectory = folder.Root };
+        if (manifest.Model.Quantization != model.Quantization?.Format)
+            throw new InvalidOperationException($"The run '{folder.Root}' trained on a base model {(manifest.Model.Quantization is { } q ? "quantized as " + q : "without quantization")}, but this model is {(model.Quantization is { } m ? "quantized as " + m.Format : "not quantized")}; import the model the same way to resume.");
         // Written when the run completed: the last checkpoint may be steps behind the end.
         string completedFile = Path.Combine(folder.Root, RunFolder.StateFile);
         var completed = File.Exists(completedFile) ? JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(completedFile), RunFolder.Json) : null;
@@ -152,7 +154,7 @@ public static class LoraTrainer
         return new RunManifest(
             RunFolder.VersionOf(typeof(LoraTrainer).Assembly), RunFolder.VersionOf(typeof(torch).Assembly), DateTimeOffset.UtcNow, options,
             new RunModelSummary(model.Path, model.Name, model.Architecture, model.Precision.ToString(), model.Network.Device.ToString(),
-                model.Layers, model.HiddenSize, model.VocabSize, counts.Total, counts.Trainable),
+                model.Layers, model.HiddenSize, model.VocabSize, counts.Total, counts.Trainable, model.Quantization?.Format),
             new RunAdapterSummary(adapterName, adapter.Config.Rank, adapter.Config.Alpha, adapter.Config.Dropout, adapter.Config.UseDora,
                 adapter.Config.UseRsLora, adapter.Targets.Select(t => t.Path).ToList()),
             new RunDataSummary(data.Fingerprint, data.Format.ToString(), data.Train.Count, data.Validation?.Count ?? 0, data.Train.TotalTokens),

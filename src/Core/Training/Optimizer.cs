@@ -133,8 +133,9 @@ public abstract class Optimizer : IDisposable
                     steps[owner.i] = t.item<long>();
                     continue;
                 }
-                if (!t.shape.SequenceEqual(owner.p.Parameter.shape))
-                    throw new InvalidDataException($"'{path}': '{entry.Name}' has shape [{string.Join(", ", t.shape)}] but the parameter has [{string.Join(", ", owner.p.Parameter.shape)}].");
+                var expected = StateShape(key, owner.p.Parameter);
+                if (!t.shape.SequenceEqual(expected))
+                    throw new InvalidDataException($"'{path}': '{entry.Name}' has shape [{string.Join(", ", t.shape)}] but this optimizer expects [{string.Join(", ", expected)}] for that parameter.");
                 loaded[entry.Name] = t.to(owner.p.Parameter.device).clone().DetachFromDisposeScope();
             }
         }
@@ -150,6 +151,12 @@ public abstract class Optimizer : IDisposable
         StepCount = long.Parse(Meta("step_count"), System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>The shape the state <paramref name="key"/> of <paramref name="p"/> has: the parameter's own, unless an optimizer says otherwise.</summary>
+    private protected virtual long[] StateShape(string key, Parameter p) => p.shape;
+
+    /// <summary>Bytes held by the state tensors (moments, codes, absmax), step counts excluded.</summary>
+    public long StateBytes => _state.Values.Sum(t => t.numel() * t.ElementSize);
+
     /// <summary>Builds the optimizer <paramref name="options"/> describe over <paramref name="parameters"/>.</summary>
     public static Optimizer Create(IReadOnlyList<(string Name, Parameter Parameter)> parameters, OptimizerOptions options)
     {
@@ -158,8 +165,9 @@ public abstract class Optimizer : IDisposable
         return options.Kind switch
         {
             OptimizerKind.AdamW => new AdamWOptimizer(parameters, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.EffectiveWeightDecay),
+            OptimizerKind.AdamW8bit => new AdamW8bitOptimizer(parameters, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.EffectiveWeightDecay),
             OptimizerKind.Sgd => new SgdOptimizer(parameters, options.LearningRate, options.Momentum, options.Dampening, options.EffectiveWeightDecay, options.Nesterov),
-            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "Use AdamW or Sgd."),
+            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "Use AdamW, AdamW8bit or Sgd."),
         };
     }
 

@@ -8,6 +8,12 @@ public enum OptimizerKind
 
     /// <summary>torch.optim.SGD with optional (Nesterov) momentum.</summary>
     Sgd,
+
+    /// <summary>
+    /// bitsandbytes' <c>AdamW8bit</c>: AdamW with m and v stored in 8 bits (blockwise, 256 per block, dynamic maps),
+    /// fp32 state for parameters under 4096 elements. About 2 bytes of state per parameter instead of 8.
+    /// </summary>
+    AdamW8bit,
 }
 
 /// <summary>
@@ -31,7 +37,7 @@ public sealed record OptimizerOptions
     public double Epsilon { get; init; } = 1e-8;
 
     /// <summary>
-    /// Weight decay; null means torch's default for the kind: 0.01 for AdamW (decoupled, p ← p·(1 − lr·wd)), 0 for SGD
+    /// Weight decay; null means torch's default for the kind: 0.01 for AdamW (and bnb's AdamW8bit) (decoupled, p ← p·(1 − lr·wd)), 0 for SGD
     /// (L2: added to the gradient).
     /// </summary>
     public double? WeightDecay { get; init; }
@@ -46,7 +52,7 @@ public sealed record OptimizerOptions
     public bool Nesterov { get; init; }
 
     /// <summary>The weight decay this kind uses.</summary>
-    public double EffectiveWeightDecay => WeightDecay ?? (Kind == OptimizerKind.AdamW ? 0.01 : 0.0);
+    public double EffectiveWeightDecay => WeightDecay ?? (Kind is OptimizerKind.AdamW or OptimizerKind.AdamW8bit ? 0.01 : 0.0);
 
     /// <summary>Throws with torch's rules for invalid values.</summary>
     public void Validate()

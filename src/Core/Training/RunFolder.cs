@@ -7,8 +7,9 @@ using LoraPS.Adapters;
 namespace LoraPS.Training;
 
 /// <summary>The model a run trained, as run.json records it.</summary>
+/// <remarks><c>Quantization</c> is the format of the frozen base weights (<c>nf4-dq</c>, …) or null for none.</remarks>
 public sealed record RunModelSummary(string Path, string Name, string Architecture, string Precision, string Device, int Layers,
-    int HiddenSize, int VocabSize, long TotalParameters, long TrainableParameters);
+    int HiddenSize, int VocabSize, long TotalParameters, long TrainableParameters, string? Quantization = null);
 
 /// <summary>The adapter a run trained, as run.json records it.</summary>
 public sealed record RunAdapterSummary(string Name, int Rank, double Alpha, double Dropout, bool UseDora, bool UseRsLora, IReadOnlyList<string> Targets);

@@ -66,4 +66,10 @@ public sealed record LoraAdapterSaveResult(string Name, string Path, IReadOnlyLi
 /// <param name="Path">The checkpoint folder; Import-LoraModel loads it as an ordinary model.</param>
 /// <param name="MergedAdapters">The adapters folded into the weights (the active ones).</param>
 /// <param name="Files">The files in the folder.</param>
-public sealed record LoraMergeResult(string Path, IReadOnlyList<string> MergedAdapters, IReadOnlyList<string> Files);
+/// <param name="DequantizedFrom">
+/// The format of a quantized (QLoRA) base, e.g. <c>nf4-dq</c>, whose weights were dequantized and written unquantized
+/// in <paramref name="WeightDType"/>; null when the base was not quantized.
+/// </param>
+/// <param name="WeightDType">The dtype of the written weights (float32, bfloat16).</param>
+public sealed record LoraMergeResult(string Path, IReadOnlyList<string> MergedAdapters, IReadOnlyList<string> Files,
+    string? DequantizedFrom = null, string? WeightDType = null);

@@ -1,5 +1,7 @@
 using System.Management.Automation;
 using LoraPS.Models;
+using LoraPS.Module.Completers;
+using LoraPS.Quantization;
 using LoraPS.Module.Infrastructure;
 
 namespace LoraPS.Module.Commands;
@@ -26,6 +28,13 @@ namespace LoraPS.Module.Commands;
 /// <example>Load a checkpoint in bf16
 /// <code>$model = Import-LoraModel -Path ~/models/Qwen2.5-0.5B -Precision BF16</code>
 /// <para>bf16 halves the memory and, on CPUs with AVX-512 BF16, roughly doubles matmul speed.</para>
+/// </example>
+/// <example>Load a model for QLoRA
+/// <code>$model = Import-LoraModel -Path ~/models/TinyLlama-1.1B -Quantize nf4-dq
+/// $model.QuantizationFormat, $model.BaseBitsPerParameter</code>
+/// <para>The linear layers of the transformer blocks are stored in 4-bit NormalFloat with double-quantized block constants
+/// (about 4.13 bits per weight, bitsandbytes' format); embeddings, norms and the output head keep the -Precision dtype.
+/// LoRA adapters train on top as usual.</para>
 /// </example>
 /// <example>Load every model under a folder
 /// <code>Get-ChildItem ~/models -Directory | Import-LoraModel</code>
@@ -62,6 +71,32 @@ public sealed class ImportLoraModelCommand : LoraCmdlet
     [ValidateRange(1, int.MaxValue)]
     public int NumLabels { get; set; }
 
+    /// <summary>
+    /// Store the linear weights of the transformer blocks quantized, as bitsandbytes does for QLoRA: nf4, nf4-dq, fp4,
+    /// fp4-dq (4-bit, blocks of 64; -dq also quantizes the block constants) or int8 (per row). Each weight is quantized as
+    /// it is read and dequantized to the -Precision dtype for every matmul; the output head, embeddings and norms keep
+    /// that dtype. A quantized model trains LoRA adapters as usual; Merge-LoraAdapter -Path writes it unquantized.
+    /// </summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(QuantizationFormatCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string? Quantize { get; set; }
+
+    QuantizationOptions? _quantization;
+
+    protected override void BeginProcessing()
+    {
+        if (Quantize is null) return;
+        try
+        {
+            _quantization = QuantizationOptions.Parse(Quantize);
+        }
+        catch (ArgumentException e)
+        {
+            ThrowTerminating(ErrorIds.UnknownQuantizationType, ErrorCategory.InvalidArgument, e.Message, Quantize);
+        }
+    }
+
     protected override void ProcessRecord()
     {
         bool literal = ParameterSetName == LiteralPathSet;
@@ -71,9 +106,23 @@ public sealed class ImportLoraModelCommand : LoraCmdlet
             : requested.SelectMany(p => ResolveExistingFileSystemPaths(p, literal)).ToArray();
         foreach (var folder in folders)
         {
-            var model = RunEngine(_ => LoraModel.Load(folder, Precision,
-                MyInvocation.BoundParameters.ContainsKey(nameof(Head)) ? Head : null,
-                MyInvocation.BoundParameters.ContainsKey(nameof(NumLabels)) ? NumLabels : null), folder);
+            AlreadyQuantizedException? alreadyQuantized = null;
+            var model = RunEngine(_ =>
+            {
+                try
+                {
+                    return LoraModel.Load(folder, Precision,
+                        MyInvocation.BoundParameters.ContainsKey(nameof(Head)) ? Head : null,
+                        MyInvocation.BoundParameters.ContainsKey(nameof(NumLabels)) ? NumLabels : null, _quantization);
+                }
+                catch (AlreadyQuantizedException e)
+                {
+                    alreadyQuantized = e;
+                    return null;
+                }
+            }, folder);
+            if (alreadyQuantized is not null || model is null)
+                ThrowTerminating(ErrorIds.AlreadyQuantized, ErrorCategory.InvalidOperation, alreadyQuantized!.Message, folder, alreadyQuantized);
             WriteVerbose($"Loaded {model}: {model.LoadReport}");
             WriteObject(model);
         }

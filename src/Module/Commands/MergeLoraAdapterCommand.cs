@@ -18,6 +18,11 @@ namespace LoraPS.Module.Commands;
 /// -InPlace folds the active adapters into the model's weights in memory for faster inference; -Unmerge takes them
 /// out again. While merged, adapters cannot be added, switched or removed.
 /// </para>
+/// <para>
+/// On a quantized model (Import-LoraModel -Quantize) -Path dequantizes the base weights, folds the adapters in and
+/// writes a full-precision (unquantized) checkpoint, with a warning and the result's DequantizedFrom property saying so;
+/// -InPlace is refused, because merging into 4-bit weights would re-quantize them and lose the adapters' precision.
+/// </para>
 /// </remarks>
 /// <example>Export a merged model
 /// <code>Merge-LoraAdapter -Model $model -Path ./stories-merged
@@ -98,8 +103,12 @@ public sealed class MergeLoraAdapterCommand : AdapterCmdlet
             ThrowTerminating(ErrorIds.InvalidArgument, ErrorCategory.InvalidArgument, $"'{folder}' is a file; give a folder for the merged checkpoint.", folder);
         if (!ShouldProcess(folder, $"Write {Model.Name} with adapters {string.Join(", ", Model.Adapters.ActiveAdapters)} merged as a Hugging Face checkpoint")) return;
         var adapters = Model.Adapters.ActiveAdapters.ToList();
+        var quantized = Model.Quantization;
         var written = RunEngine(_ => Model.Adapters.MergeAndSave(folder, Force), folder);
         var files = Directory.EnumerateFiles(written).Select(f => System.IO.Path.GetFileName(f)).Order(StringComparer.Ordinal).ToList();
-        WriteObject(new LoraMergeResult(written, adapters, files));
+        var dtype = Model.Network.DType.ToString().ToLowerInvariant();
+        if (quantized is not null)
+            WriteWarning($"The base model is quantized ({quantized.Format}): its weights were dequantized and the merged checkpoint in '{written}' holds them unquantized in {dtype}. Import it with -Quantize {quantized.Format} to quantize it again.");
+        WriteObject(new LoraMergeResult(written, adapters, files, quantized?.Format, dtype));
     }
 }

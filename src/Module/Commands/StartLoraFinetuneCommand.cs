@@ -177,7 +177,7 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     [Parameter]
     public ScheduleKind Schedule { get; set; } = ScheduleKind.CosineWithWarmup;
 
-    /// <summary>The optimizer: AdamW (torch.optim.AdamW) or SGD.</summary>
+    /// <summary>The optimizer: AdamW (torch.optim.AdamW), AdamW8bit (bitsandbytes' 8-bit AdamW: a quarter of the state memory) or SGD.</summary>
     /// <value>Default: AdamW.</value>
     [Parameter]
     public OptimizerKind Optimizer { get; set; } = OptimizerKind.AdamW;

@@ -45,6 +45,12 @@ public static class ErrorIds
     /// <summary>An output folder is not empty and -Force was not given (ResourceExists).</summary>
     public const string FolderNotEmpty = "FolderNotEmpty";
 
+    // Quantization.
+    /// <summary>-Quantize names no known format (InvalidArgument); the message lists nf4, nf4-dq, fp4, fp4-dq, int8.</summary>
+    public const string UnknownQuantizationType = "UnknownQuantizationType";
+    /// <summary>A model or checkpoint that is already quantized was asked to be quantized again (InvalidOperation).</summary>
+    public const string AlreadyQuantized = "AlreadyQuantized";
+
     // Runtime.
     /// <summary>libtorch's native libraries could not be loaded (ResourceUnavailable).</summary>
     public const string TorchUnavailable = "TorchUnavailable";

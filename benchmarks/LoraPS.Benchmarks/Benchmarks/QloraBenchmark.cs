@@ -1,0 +1,222 @@
+using System.Diagnostics;
+using System.Text.Json;
+using LoraPS.Adapters;
+using LoraPS.Benchmarks.Harness;
+using LoraPS.Checkpoints;
+using LoraPS.Models;
+using LoraPS.Quantization;
+using LoraPS.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraPS.Benchmarks.Benchmarks;
+
+/// <summary>
+/// QLoRA's trade-off on a random Llama of about 220M parameters (hidden 1024, 12 layers, MLP 2816, vocab 32000, untied
+/// head): peak process memory and time per LoRA training step for an fp32, a bf16 and an nf4-dq base (the last with
+/// bf16 and with fp32 compute). Each configuration runs in a fresh child process, so one case's peak cannot hide in
+/// another's: the child loads the checkpoint (written once, bf16, to a temp folder), resets the peak RSS, then trains.
+/// </summary>
+/// <remarks>
+/// A step is forward + backward + AdamW on a rank-16 adapter over every linear layer but the head, for one sequence of
+/// <see cref="SequenceLength"/> random tokens. The child is this program again, told which case to run by
+/// <see cref="ChildVariable"/>; it writes its row as JSON to the --out file the parent gives it.
+/// </remarks>
+public sealed class QloraBenchmark : IBenchmark
+{
+    const int SequenceLength = 64;
+    const int Rank = 16;
+    const string ChildVariable = "LORAPS_QLORA_CHILD_CASE";
+
+    public string Name => "qlora";
+
+    public string Description => "QLoRA: peak RSS and LoRA step time for fp32, bf16 and nf4-dq bases of a 220M random Llama (fresh process per case)";
+
+    /// <summary>One configuration: the compute dtype and the base-weight quantization.</summary>
+    sealed record Case(string Label, ScalarType DType, string? Quantize);
+
+    static readonly Case[] Cases =
+    [
+        new("fp32", ScalarType.Float32, null),
+        new("bf16", ScalarType.BFloat16, null),
+        new("nf4-dq/bf16-compute", ScalarType.BFloat16, "nf4-dq"),
+        new("nf4-dq/fp32-compute", ScalarType.Float32, "nf4-dq"),
+    ];
+
+    /// <summary>What a child measures.</summary>
+    public sealed record Row(string Case, long Parameters, long QuantizedParameters, double? BaseBitsPerParameter, long WeightBytes,
+        long OptimizerStateBytes, double LoadSeconds, double BaselineRssMb, double LoadPeakRssMb, double TrainPeakRssMb,
+        double StepMedianMs, double StepMinMs, int Steps, double FirstLoss, double LastLoss, double? LoadAverage);
+
+    const string Config = """
+        {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 32000, "hidden_size": 1024,
+         "intermediate_size": 2816, "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 16,
+         "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+         "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
+        """;
+
+    public BenchmarkReport Run(BenchmarkOptions options, TextWriter output)
+    {
+        int warmup = Math.Min(options.Warmup, 1), steps = options.Quick ? 1 : Math.Min(options.Iterations, 3);
+        if (Environment.GetEnvironmentVariable(ChildVariable) is { } child)
+        {
+            var c = Cases.Single(c => c.Label == child);
+            // bf16 matmuls are ~30× slower than fp32 on CPUs without AVX-512 BF16: one untimed-warmup-free step each.
+            var row = c.DType == ScalarType.BFloat16 ? Measure(c, ModelFolder(), 0, 1) : Measure(c, ModelFolder(), warmup, steps);
+            return new BenchmarkReport(Name, new { Child = child }, [row]);
+        }
+
+        var folder = ModelFolder();
+        if (!File.Exists(Path.Combine(folder, "model.safetensors"))) WriteRandomModel(folder, output);
+        var rows = new List<Row>();
+        var table = new ResultTable("case", "params", "bits/param", "weights MB", "baseline MB", "load peak MB", "train peak MB", "step ms", "loss");
+        foreach (var c in Cases)
+        {
+            if (!options.Includes(c.Label)) continue;
+            output.WriteLine($"running {c.Label} in a child process…");
+            var row = RunChild(c, options);
+            rows.Add(row);
+            table.Add(c.Label, row.Parameters, row.BaseBitsPerParameter ?? 16.0 * (c.DType == ScalarType.Float32 ? 2 : 1), row.WeightBytes / 1048576.0,
+                row.BaselineRssMb, row.LoadPeakRssMb, row.TrainPeakRssMb, row.StepMedianMs, $"{row.FirstLoss:F3}→{row.LastLoss:F3}");
+        }
+        output.Write(table);
+        var layers = LayerTimes(options, output);
+        var ratios = Ratios(rows);
+        foreach (var (name, value) in ratios) output.WriteLine($"{name}: {value:F3}");
+        return new BenchmarkReport(Name, new { SequenceLength, Batch = 1, Rank, Alpha = 2 * Rank, Targets = "all-linear", Warmup = warmup, Steps = steps, ModelConfig = JsonDocument.Parse(Config).RootElement },
+            [.. rows, .. layers, ratios]);
+    }
+
+    /// <summary>One 1024→2816 projection (an MLP up_proj), forward + input gradient, fp32 vs nf4-dq with fp32 compute.</summary>
+    public sealed record LayerRow(string Case, int Tokens, double LinearMs, double QuantizedMs, double DequantizeMs, double Ratio);
+
+    /// <summary>
+    /// Where dequantization stops mattering: it costs the same whatever the batch, the matmul grows with the tokens.
+    /// Interleaved timing of a plain frozen Linear and a <see cref="QuantizedLinear"/> (and of dequantization alone).
+    /// </summary>
+    List<LayerRow> LayerTimes(BenchmarkOptions options, TextWriter output)
+    {
+        var rows = new List<LayerRow>();
+        var table = new ResultTable("layer 1024→2816", "tokens", "fp32 Linear ms", "nf4-dq ms", "dequantize ms", "ratio");
+        using var scope = NewDisposeScope();
+        var weight = randn(2816, 1024) * 0.02;
+        using var linear = nn.Linear(1024, 2816, hasBias: false);
+        using (no_grad()) linear.weight!.copy_(weight);
+        linear.weight!.requires_grad = false;
+        using var quantized = new QuantizedLinear(QuantizedTensor.Quantize(weight, QuantType.NF4, doubleQuant: true), null, ScalarType.Float32);
+        var buffer = empty(2816, 1024);
+        foreach (var tokens in new[] { 64, 256, 1024 })
+        {
+            var label = $"layer/{tokens}";
+            if (!options.Includes(label)) continue;
+            var x = randn(tokens, 1024).requires_grad_(true);
+            var grad = randn(tokens, 2816);
+            Action Pass(nn.Module<Tensor, Tensor> layer) => () =>
+            {
+                using var s = NewDisposeScope();
+                x.grad?.zero_();
+                (layer.forward(x) * grad).sum().backward();
+            };
+            var times = Timing.MeasureInterleaved([("linear", Pass(linear)), ("quantized", Pass(quantized)), ("dequantize", () => quantized.Weight.DequantizeInto(buffer))],
+                options.Quick ? 1 : 2, options.Quick ? 3 : 10);
+            var row = new LayerRow(label, tokens, times["linear"].Median, times["quantized"].Median, times["dequantize"].Median,
+                times["quantized"].Median / times["linear"].Median);
+            rows.Add(row);
+            table.Add(label, tokens, row.LinearMs, row.QuantizedMs, row.DequantizeMs, row.Ratio);
+        }
+        if (rows.Count > 0) output.Write(table);
+        return rows;
+    }
+
+    /// <summary>nf4-dq over bf16 (and over fp32): training peak RSS, peak RSS above the runtime baseline, weights, step time.</summary>
+    static Dictionary<string, double> Ratios(List<Row> rows)
+    {
+        var ratios = new Dictionary<string, double>();
+        Row? Get(string label) => rows.FirstOrDefault(r => r.Case == label);
+        foreach (var (quantized, reference) in new[] { ("nf4-dq/bf16-compute", "bf16"), ("nf4-dq/fp32-compute", "bf16"), ("nf4-dq/fp32-compute", "fp32") })
+        {
+            if (Get(quantized) is not { } q || Get(reference) is not { } r) continue;
+            var key = $"{quantized} vs {reference}";
+            ratios[key + ": train peak RSS"] = q.TrainPeakRssMb / r.TrainPeakRssMb;
+            ratios[key + ": train peak RSS above baseline"] = (q.TrainPeakRssMb - q.BaselineRssMb) / (r.TrainPeakRssMb - r.BaselineRssMb);
+            ratios[key + ": weight bytes"] = (double)q.WeightBytes / r.WeightBytes;
+            ratios[key + ": step time"] = q.StepMedianMs / r.StepMedianMs;
+        }
+        return ratios;
+    }
+
+    static string ModelFolder() => Path.Combine(Path.GetTempPath(), "loraps-qlora-bench-llama-220m");
+
+    /// <summary>A random model checkpoint in bf16 (torch's default init), written once and reused.</summary>
+    static void WriteRandomModel(string folder, TextWriter output)
+    {
+        output.WriteLine($"writing a random 220M Llama to {folder}…");
+        Directory.CreateDirectory(folder);
+        manual_seed(1234);
+        using var scope = NewDisposeScope();
+        using var model = ModelFactory.Create(ModelConfig.Parse(Config, folder), ModelHeadKind.CausalLM);
+        var tensors = model.state_dict().Select(kv => KeyValuePair.Create(kv.Key, kv.Value.to(ScalarType.BFloat16))).ToList();
+        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
+        File.WriteAllText(Path.Combine(folder, "config.json"), Config);
+    }
+
+    /// <summary>Runs this benchmark again in a child process for one case and reads its row back.</summary>
+    static Row RunChild(Case c, BenchmarkOptions options)
+    {
+        var result = Path.Combine(Path.GetTempPath(), $"loraps-qlora-{Environment.ProcessId}-{c.Label.Replace('/', '_')}.json");
+        var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
+        // Under `dotnet app.dll` the process is the dotnet host; the app is the entry assembly.
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(typeof(QloraBenchmark).Assembly.Location);
+        foreach (var a in new[] { "qlora", "--out", result, "--warmup", options.Warmup.ToString(), "--iterations", options.Iterations.ToString() }) start.ArgumentList.Add(a);
+        if (options.Quick) start.ArgumentList.Add("--quick");
+        if (options.Threads is { } t) { start.ArgumentList.Add("--threads"); start.ArgumentList.Add(t.ToString()); }
+        start.Environment[ChildVariable] = c.Label;
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the child process.");
+        process.WaitForExit();
+        if (process.ExitCode != 0) throw new InvalidOperationException($"The {c.Label} child exited with {process.ExitCode}.");
+        using var json = JsonDocument.Parse(File.ReadAllText(result));
+        File.Delete(result);
+        var row = json.RootElement.GetProperty("results")[0];
+        return JsonSerializer.Deserialize<Row>(row.GetRawText(), new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower })!;
+    }
+
+    /// <summary>In the child: load, reset the peak, train <paramref name="warmup"/> + <paramref name="steps"/> steps.</summary>
+    static Row Measure(Case c, string folder, int warmup, int steps)
+    {
+        using (var probe = ones(8)) probe.sum().item<float>();
+        double baseline = Mb(ProcessMemory.CurrentRssBytes());
+        var clock = Stopwatch.StartNew();
+        var loaded = ModelLoader.Load(folder, new ModelLoadOptions { DType = c.DType, Quantization = c.Quantize is null ? null : QuantizationOptions.Parse(c.Quantize) });
+        double loadSeconds = clock.Elapsed.TotalSeconds;
+        double loadPeak = Mb(ProcessMemory.PeakRssBytes());
+        using var model = loaded.Model;
+        var quantization = ModelQuantizer.Summarize(model);
+        long weightBytes = loaded.ParameterBytes;
+
+        var adapters = new LoraAdapterSet(model);
+        adapters.Add("default", new LoraConfig { Rank = Rank, Alpha = 2 * Rank, TargetModules = ModuleSelection.AllLinear }, seed: 1);
+        model.train();
+        using var optimizer = Optimizer.Create(adapters.TrainableNamedParameters(), new OptimizerOptions { LearningRate = 1e-3 });
+        using var ids = randint(3, 32000, [1, SequenceLength], generator: new Generator(7));
+        var losses = new List<double>();
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            optimizer.ZeroGrad();
+            var output = model.Forward(ids);
+            var loss = model.ComputeLoss(output, ids);
+            loss.backward();
+            optimizer.Step();
+            losses.Add(loss.item<float>());
+        }
+        GC.Collect();
+        ProcessMemory.TryResetPeak();
+        var timing = Timing.Measure(Step, warmup, steps);
+        double trainPeak = Mb(ProcessMemory.PeakRssBytes());
+        return new Row(c.Label, loaded.ParameterCount, quantization?.Parameters ?? 0, quantization?.BitsPerParameter, weightBytes,
+            optimizer.StateBytes, loadSeconds, baseline, loadPeak, trainPeak, timing.Median, timing.Min, steps, losses[0], losses[^1],
+            MachineInfo.Current().LoadAverage);
+    }
+
+    static double Mb(long? bytes) => (bytes ?? 0) / 1048576.0;
+}
