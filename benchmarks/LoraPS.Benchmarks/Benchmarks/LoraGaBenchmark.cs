@@ -23,6 +23,7 @@ public sealed class LoraGaBenchmark : IBenchmark
     const double Alpha = 16;
     const double LearningRate = 3e-3;
     const int BatchSize = 16;
+    const int Warmup = 20;
     static readonly long[] Seeds = [1, 2, 3];
 
     public string Name => "lora-ga";
@@ -56,7 +57,7 @@ public sealed class LoraGaBenchmark : IBenchmark
     public BenchmarkReport Run(BenchmarkOptions options, TextWriter output)
     {
         if (options.Only?.StartsWith(ChildPrefix, StringComparison.Ordinal) == true) return MeasureInChild(options.Only, options.Quick);
-        int steps = options.Quick ? 20 : 100;
+        int steps = options.Quick ? 20 : 200;
         var seeds = options.Quick ? Seeds[..1] : Seeds;
         var memory = options.Includes("memory") ? Memory(options.Quick, output) : [];
         var runs = options.Includes("convergence") ? Convergence(steps, seeds, output) : [];
@@ -81,7 +82,7 @@ public sealed class LoraGaBenchmark : IBenchmark
             LearningRate,
             BatchSize,
             Steps = steps,
-            Warmup = 20,
+            Warmup,
             Optimizer = "AdamW (torch defaults, weight decay 0.01)",
             Seeds = seeds,
             LoraGa = "official variant, ArB2r, stable gamma 16, 64 batches x 2, randomized SVD niter 4, rsLoRA (alpha/sqrt(r)) as in the paper",
@@ -101,11 +102,11 @@ public sealed class LoraGaBenchmark : IBenchmark
         var raw = new List<(string Method, long Seed, double Init, double Train, List<double> Losses, double? Val, double Acc)>();
         foreach (var seed in seeds)
         {
-            foreach (var method in new[] { "LoRA", "LoRA-GA", "PiSSA" })
+            foreach (var method in new[] { "LoRA", "LoRA-GA", "LoRA-GA (alpha/r)", "PiSSA" })
             {
                 var run = TrainOne(method, seed, steps);
                 raw.Add(run);
-                output.WriteLine($"  {method,-8} seed {seed}: final {TailMean(run.Losses):F4}, val {run.Val:F4}, exact match {run.Acc:P1}, init {run.Init:F1}s, train {run.Train:F1}s");
+                output.WriteLine($"  {method,-18} seed {seed}: final {TailMean(run.Losses):F4}, val {run.Val:F4}, exact match {run.Acc:P1}, init {run.Init:F1}s, train {run.Train:F1}s");
             }
         }
         double target = raw.Where(r => r.Method == "LoRA").Average(r => TailMean(r.Losses));
@@ -148,6 +149,10 @@ public sealed class LoraGaBenchmark : IBenchmark
             case "LoRA-GA":
                 LoraGaInitializer.Initialize(model.Adapters, "default", config with { UseRsLora = true }, data, new LoraGaOptions { Seed = seed });
                 break;
+            case "LoRA-GA (alpha/r)":
+                // Ablation: the same init with plain LoRA's scaling, to separate the init from rsLoRA's larger s.
+                LoraGaInitializer.Initialize(model.Adapters, "default", config, data, new LoraGaOptions { Seed = seed });
+                break;
         }
         double init = clock.Elapsed.TotalSeconds;
         var folder = Path.Combine(Path.GetTempPath(), $"loraps-bench-loraga-{Guid.NewGuid():N}");
@@ -161,7 +166,7 @@ public sealed class LoraGaBenchmark : IBenchmark
                 GlobalBatchSize = BatchSize,
                 MicroBatchSize = BatchSize,
                 Optimizer = new OptimizerOptions { LearningRate = LearningRate },
-                Schedule = new LearningRateSchedule { WarmupSteps = 20 },
+                Schedule = new LearningRateSchedule { WarmupSteps = Warmup },
                 Seed = seed,
                 EvalInterval = 0,
                 EvaluateAtEnd = true,
