@@ -19,6 +19,7 @@
         'Import-LoraAdapter'
         'Import-LoraDataset'
         'Import-LoraModel'
+        'Initialize-LoraGA'
         'Invoke-LoraEval'
         'Invoke-LoraGenerate'
         'Join-LoraAdapter'
