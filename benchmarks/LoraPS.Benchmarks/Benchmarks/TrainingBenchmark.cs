@@ -13,7 +13,7 @@ namespace LoraPS.Benchmarks.Benchmarks;
 /// stories260K and a random 8-layer hidden-512 Llama, ranks 8 and 64, fp32 and bf16 base weights, micro batches 1/4/8
 /// of <see cref="SequenceLength"/> tokens (no padding, no accumulation). Reports tokens/s, time per step, peak RSS, and
 /// achieved matmul FLOP/s (<see cref="TrainingFlops"/>) as a fraction of the square-matmul peak measured in the same run.
-/// The fp32 cases also run a PyTorch-eager-style step (<see cref="EagerLoraLlama"/>) on the same weights.
+/// Every case also runs a PyTorch-eager-style step (<see cref="EagerLoraLlama"/>) on the same weights.
 /// </summary>
 /// <remarks>
 /// Each case runs in a child process of this app, so its peak RSS is its own (a process never gives all freed memory
@@ -34,7 +34,9 @@ public sealed class TrainingBenchmark : IBenchmark
     public sealed record Row(string Label, string Path, string Model, long Parameters, long TrainableParameters, string Dtype, int Rank,
         int MicroBatch, int SequenceLength, int Warmup, int Iterations, double MedianMs, double MinMs, double TokensPerSecond,
         double? PeakRssMb, double? RssBeforeModelMb, double FlopsPerToken, double AchievedGflops,
-        double? FractionOfFp32Peak = null, double? FractionOfBf16Peak = null, double? FirstLoss = null, double? ReferenceLossDiff = null);
+        double MedianCpuMs, double CpuGflops,
+        double? FractionOfFp32Peak = null, double? FractionOfBf16Peak = null,
+        double? CpuFractionOfFp32Peak = null, double? CpuFractionOfBf16Peak = null, double? FirstLoss = null, double? ReferenceLossDiff = null);
 
     sealed record Case(string Path, string Model, Precision Precision, int Rank, int MicroBatch)
     {
@@ -42,16 +44,9 @@ public sealed class TrainingBenchmark : IBenchmark
         public string Label => $"{Path}:{Model}/{Dtype}/r{Rank}/mb{MicroBatch}";
         bool Big => Model == TrainingModels.RandomLlama;
 
-        /// <summary>
-        /// Warm-up and timed steps. bf16 matmuls are tens of times slower than fp32 on this CPU, so the hidden-512 bf16
-        /// cases take 1 timed step (micro batch 1: 2) after none of warm-up; fp32 hidden-512 1 + 4.
-        /// </summary>
-        public (int Warmup, int Iterations) Steps(BenchmarkOptions o) => (Big, Precision) switch
-        {
-            (false, _) => (o.Warmup, o.Iterations),
-            (true, Precision.FP32) => (Math.Min(o.Warmup, 1), Math.Min(o.Iterations, 4)),
-            _ => (0, MicroBatch == 1 ? Math.Min(o.Iterations, 2) : 1),
-        };
+        /// <summary>Warm-up and timed steps: the hidden-512 cases take seconds per step, so at most 1 + 3 there.</summary>
+        public (int Warmup, int Iterations) Steps(BenchmarkOptions o) =>
+            Big ? (Math.Min(o.Warmup, 1), Math.Min(o.Iterations, 3)) : (o.Warmup, o.Iterations);
     }
 
     static IEnumerable<Case> Cases(bool quick)
@@ -63,7 +58,7 @@ public sealed class TrainingBenchmark : IBenchmark
         foreach (var mb in micro)
         {
             yield return new Case("loraps", model, precision, rank, mb);
-            if (precision == Precision.FP32) yield return new Case("eager", model, precision, rank, mb);
+            yield return new Case("eager", model, precision, rank, mb);
         }
     }
 
@@ -80,18 +75,24 @@ public sealed class TrainingBenchmark : IBenchmark
             MatmulPeak.Measure(ScalarType.BFloat16, PeakSize, warmup: 1, iterations: options.Quick ? 1 : 3),
         };
         foreach (var p in peaks)
-            output.WriteLine($"matmul peak {p.Dtype} {p.Size}x{p.Size}: best {p.BestGflops:F1} GFLOP/s, median {p.MedianGflops:F1} GFLOP/s");
+            output.WriteLine($"matmul peak {p.Dtype} {p.Size}x{p.Size}: best {p.BestGflops:F1} GFLOP/s, median {p.MedianGflops:F1} GFLOP/s, best per CPU-second {p.BestCpuGflops:F1}");
         double fp32Peak = peaks[0].BestGflops, bf16Peak = peaks[1].BestGflops;
 
-        var table = new ResultTable("case", "warm+timed", "median ms/step", "tokens/s", "GFLOP/s", "% fp32 peak", "% bf16 peak", "peak RSS MB");
+        var table = new ResultTable("case", "warm+timed", "median ms/step", "tokens/s", "GFLOP/s", "% fp32 peak", "% bf16 peak",
+            "cpu ms/step", "GFLOP/cpu-s", "% fp32 (cpu)", "% bf16 (cpu)", "peak RSS MB");
         var rows = new List<Row>();
         foreach (var c in cases)
         {
             var row = RunChild(c, options) with { };
-            row = row with { FractionOfFp32Peak = row.AchievedGflops / fp32Peak, FractionOfBf16Peak = row.AchievedGflops / bf16Peak };
+            row = row with
+            {
+                FractionOfFp32Peak = row.AchievedGflops / fp32Peak, FractionOfBf16Peak = row.AchievedGflops / bf16Peak,
+                CpuFractionOfFp32Peak = row.CpuGflops / peaks[0].BestCpuGflops, CpuFractionOfBf16Peak = row.CpuGflops / peaks[1].BestCpuGflops,
+            };
             rows.Add(row);
             table.Add(c.Label, $"{row.Warmup}+{row.Iterations}", row.MedianMs, Math.Round(row.TokensPerSecond), row.AchievedGflops,
-                100 * row.FractionOfFp32Peak!.Value, 100 * row.FractionOfBf16Peak!.Value, row.PeakRssMb ?? double.NaN);
+                100 * row.FractionOfFp32Peak!.Value, 100 * row.FractionOfBf16Peak!.Value, row.MedianCpuMs, row.CpuGflops,
+                100 * row.CpuFractionOfFp32Peak!.Value, 100 * row.CpuFractionOfBf16Peak!.Value, row.PeakRssMb ?? double.NaN);
             output.WriteLine($"  {c.Label}: {row.MedianMs:F1} ms/step, {row.TokensPerSecond:F0} tokens/s, {row.AchievedGflops:F1} GFLOP/s, peak RSS {row.PeakRssMb:F0} MB");
         }
         output.WriteLine();
@@ -151,17 +152,19 @@ public sealed class TrainingBenchmark : IBenchmark
         double flopsPerToken = TrainingFlops.PerToken(model.Config, c.Rank, SequenceLength);
         int tokensPerStep = c.MicroBatch * SequenceLength;
 
-        List<double> times;
+        List<double> times, cpuTimes = [];
         double? firstLoss = null, referenceDiff = null;
         if (c.Path == "loraps")
         {
             var stamps = new List<long> { Stopwatch.GetTimestamp() };
+            var cpuStamps = new List<double> { ProcessorTime.Milliseconds() };
             var folder = TrainingModels.TempRunFolder();
             try
             {
                 var progress = new SyncProgress<TrainingProgress>(p =>
                 {
                     stamps.Add(Stopwatch.GetTimestamp());
+                    cpuStamps.Add(ProcessorTime.Milliseconds());
                     firstLoss ??= p.Loss;
                 });
                 LoraTrainer.Run(model, data, TrainingModels.TrainOnly(folder, c.MicroBatch, steps), progress);
@@ -171,20 +174,27 @@ public sealed class TrainingBenchmark : IBenchmark
                 if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
             }
             times = Enumerable.Range(warmup + 1, iterations).Select(i => Stopwatch.GetElapsedTime(stamps[i - 1], stamps[i]).TotalMilliseconds).ToList();
+            cpuTimes = Enumerable.Range(warmup + 1, iterations).Select(i => cpuStamps[i] - cpuStamps[i - 1]).ToList();
         }
         else
         {
             using var eager = new EagerLoraLlama(model, TrainingModels.Adapter(c.Rank));
             int next = 0;
             (firstLoss, referenceDiff) = eager.CheckAgainst(model, data, c.MicroBatch);
-            var timing = Timing.Measure(() => eager.Step(data, c.MicroBatch, next++), warmup, iterations);
+            var timing = Timing.Measure(() =>
+            {
+                double start = ProcessorTime.Milliseconds();
+                eager.Step(data, c.MicroBatch, next++);
+                if (next > warmup) cpuTimes.Add(ProcessorTime.Milliseconds() - start);
+            }, warmup, iterations);
             times = timing.Milliseconds.ToList();
         }
         var t = new TimingResult(times);
+        var cpuMedian = new TimingResult(cpuTimes).Median;
         var (counts, peak) = (model.Adapters.CountParameters(), ProcessMemory.PeakRssBytes() / 1048576.0);
         var row = new Row(c.Label, c.Path, c.Model, counts.Total, counts.Trainable, c.Dtype, c.Rank, c.MicroBatch, SequenceLength, warmup, iterations,
             t.Median, t.Min, tokensPerStep / (t.Median / 1000), peak, before, flopsPerToken, flopsPerToken * tokensPerStep / (t.Median / 1000) / 1e9,
-            FirstLoss: firstLoss, ReferenceLossDiff: referenceDiff);
+            cpuMedian, flopsPerToken * tokensPerStep / (cpuMedian / 1000) / 1e9, FirstLoss: firstLoss, ReferenceLossDiff: referenceDiff);
         output.WriteLine($"{c.Label}: median {t.Median:F1} ms over {iterations} steps, {row.TokensPerSecond:F0} tokens/s");
         return row;
     }
