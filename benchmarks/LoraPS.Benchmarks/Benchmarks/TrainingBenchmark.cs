@@ -54,7 +54,8 @@ public sealed class TrainingBenchmark : IBenchmark
         int[] micro = quick ? [1, 8] : [1, 4, 8];
         foreach (var model in new[] { TrainingModels.Stories, TrainingModels.RandomLlama })
         foreach (var precision in new[] { Precision.FP32, Precision.BF16 })
-        foreach (var rank in quick ? new[] { 8 } : [8, 64])
+        // stories260K's k/v projections are 64 → 32 and LoraPS refuses a rank above min(in, out), so its "large" rank is 32.
+        foreach (var rank in quick ? new[] { 8 } : model == TrainingModels.Stories ? [8, 32] : [8, 64])
         foreach (var mb in micro)
         {
             yield return new Case("loraps", model, precision, rank, mb);
