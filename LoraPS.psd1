@@ -20,6 +20,7 @@
         'Import-LoraDataset'
         'Import-LoraModel'
         'Invoke-LoraEval'
+        'Initialize-LoraGA'
         'Invoke-LoraGenerate'
         'Join-LoraAdapter'
         'Merge-LoraAdapter'

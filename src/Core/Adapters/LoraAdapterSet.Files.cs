@@ -26,13 +26,21 @@ public sealed partial class LoraAdapterSet
     /// Both files are written into a temporary folder first and then renamed into place, so a failure leaves the old
     /// adapter (or nothing); other files in the folder are left alone. Every target is checked before anything is
     /// written. PEFT's model card (README.md) is not written.
+    /// <para>
+    /// An adapter whose initialisation rewrote the base weight (PiSSA, OLoRA, LoRA-GA added in this session) only
+    /// reproduces the trained model on that rewritten base. By default it is therefore saved converted for the
+    /// original base, as PEFT's <c>path_initial_model_for_weight_conversion</c> does: rank 2r, A' = [A ; A₀],
+    /// B' = [B | −B₀], α doubled (×√2 under rsLoRA), <c>init_lora_weights = true</c>. <paramref name="unconverted"/>
+    /// saves it as it is instead (rank r, for the rewritten base).
+    /// </para>
     /// </remarks>
     /// <param name="directory">The save folder; created if needed.</param>
     /// <param name="name">One adapter to save; null saves them all.</param>
     /// <param name="force">Overwrite adapter files that are already there.</param>
+    /// <param name="unconverted">Save adapters with a rewritten base weight as they are, not converted for the original base.</param>
     /// <returns>The folders written, one per adapter.</returns>
     /// <exception cref="IOException">A target folder already holds an adapter and <paramref name="force"/> is false.</exception>
-    public IReadOnlyList<string> Save(string directory, string? name = null, bool force = false)
+    public IReadOnlyList<string> Save(string directory, string? name = null, bool force = false, bool unconverted = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         var names = name is null ? _order.ToList() : [Known(name)];
@@ -46,7 +54,7 @@ public sealed partial class LoraAdapterSet
             if (!force && HoldsAdapter(folder))
                 throw new IOException($"'{folder}' already holds an adapter ({PeftAdapterConfig.FileName} or adapter weights); pass Force to overwrite it.");
         }
-        foreach (var (adapter, folder) in folders) SaveOne(adapter, folder);
+        foreach (var (adapter, folder) in folders) SaveOne(adapter, folder, convert: !unconverted && SavesConverted(adapter));
         return folders.Select(f => f.Folder).ToList();
     }
 
@@ -60,12 +68,14 @@ public sealed partial class LoraAdapterSet
         || File.Exists(Path.Combine(folder, WeightsFileName))
         || File.Exists(Path.Combine(folder, PickleWeightsFileName));
 
-    void SaveOne(string name, string folder)
+    void SaveOne(string name, string folder, bool convert)
     {
+        using var scope = NewDisposeScope();
         var adapter = _adapters[name];
         var config = adapter.Config.BaseModelNameOrPath is null ? adapter.Config with { BaseModelNameOrPath = BaseModelNameOrPath } : adapter.Config;
-        var json = PeftAdapterConfig.ToJson(config);
         var tensors = AdapterTensors(name);
+        if (convert) (config, tensors) = ConvertedForOriginalBase(name, config, tensors);
+        var json = PeftAdapterConfig.ToJson(config);
         AtomicFolder.WriteFiles(folder, temp =>
         {
             SafetensorsWriter.Write(Path.Combine(temp, WeightsFileName), tensors);

@@ -51,6 +51,11 @@ public sealed partial class LoraAdapterSet
         public IReadOnlyList<string> SavedModules { get; } = savedModules;
         /// <summary>Loaded for inference (PEFT <c>is_trainable=False</c>): never gets gradients.</summary>
         public bool Frozen { get; set; }
+        /// <summary>
+        /// A and B at initialisation, per layer path, for inits that rewrote the base weight (PiSSA, OLoRA, LoRA-GA):
+        /// what <see cref="Save"/> needs to convert the adapter back to the original base. Null otherwise.
+        /// </summary>
+        public Dictionary<string, (Tensor A, Tensor B)>? InitialFactors { get; set; }
     }
 
     /// <summary>What a config selects on this model, before anything is changed.</summary>
@@ -159,12 +164,15 @@ public sealed partial class LoraAdapterSet
         ThrowIfMerged($"add adapter '{name}'");
         if (config.LoraBias)
             throw new NotSupportedException("LoraBias (PEFT lora_bias) is not supported: LoraPS's LoRA layers have no bias on lora_B.");
+        if (config.Init.Kind == LoraInitKind.LoraGA)
+            throw new NotSupportedException("init_lora_weights 'lora_ga' needs gradients of the training data; use LoraGaInitializer.Initialize (Initialize-LoraGA) instead of a plain Add.");
         if (config.Init.Kind == LoraInitKind.Other)
             throw new NotSupportedException($"init_lora_weights '{config.Init}' cannot be run by LoraPS; use Default, Gaussian, PiSSA or OLoRA. Adapters trained that way can still be loaded.");
 
         var plan = Plan(config with { TaskType = config.TaskType ?? TaskTypeOfHead() }, strictModulesToSave: true);
         using var generator = seed is { } s ? new Generator(unchecked((ulong)s), Model.Device) : null;
         Inject(name, plan, (layer, target) => layer.AddAdapter(name, target.Options, generator), copies: null);
+        if (config.Init.MutatesBaseWeight) RecordInitialFactors(name);
         return Get(name);
     }
 
@@ -219,6 +227,7 @@ public sealed partial class LoraAdapterSet
         ThrowIfMerged($"delete adapter '{name}'");
         foreach (var layer in _layers.Values.Where(l => l.Adapters.Contains(name))) layer.DeleteAdapter(name);
         foreach (var wrapper in _wrappers.Values) wrapper.RemoveCopy(name);
+        DisposeInitialFactors(_adapters[name]);
         _adapters.Remove(name);
         _order.Remove(name);
         if (_active.Remove(name) && _active.Count == 0 && _order.Count > 0) _active.Add(_order[0]);

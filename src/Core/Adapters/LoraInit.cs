@@ -16,7 +16,12 @@ public enum LoraInitKind
     /// <summary><c>"olora"</c>: A, B from a QR decomposition of W; W keeps the residual.</summary>
     OLoRA,
     /// <summary>
-    /// Any other PEFT value (<c>"eva"</c>, <c>"corda"</c>, <c>"loftq"</c>, <c>"orthogonal"</c>, <c>"lora_ga"</c>, …). Such an
+    /// <c>"lora_ga"</c>: A, B from the singular vectors of the estimated full-weight gradient (LoRA-GA); W keeps
+    /// W − s·B·A. It needs gradients, so only <see cref="Training.LoraGaInitializer"/> creates one.
+    /// </summary>
+    LoraGA,
+    /// <summary>
+    /// Any other PEFT value (<c>"eva"</c>, <c>"corda"</c>, <c>"loftq"</c>, <c>"orthogonal"</c>, …). Such an
     /// adapter can be loaded and saved (its weights are in the file), but LoraPS cannot initialise a new one this way.
     /// </summary>
     Other,
@@ -33,6 +38,7 @@ public sealed record LoraInit(LoraInitKind Kind, int? SvdIterations = null, stri
     public static LoraInit Gaussian { get; } = new(LoraInitKind.Gaussian);
     public static LoraInit PiSSA { get; } = new(LoraInitKind.PiSSA);
     public static LoraInit OLoRA { get; } = new(LoraInitKind.OLoRA);
+    public static LoraInit LoraGA { get; } = new(LoraInitKind.LoraGA);
 
     /// <summary>Fast PiSSA (<c>pissa_niter_K</c>): a randomised rank-r SVD with <paramref name="iterations"/> subspace iterations.</summary>
     public static LoraInit PiSSAFast(int iterations) => iterations >= 0
@@ -40,7 +46,7 @@ public sealed record LoraInit(LoraInitKind Kind, int? SvdIterations = null, stri
         : throw new ArgumentOutOfRangeException(nameof(iterations), iterations, "PiSSA subspace iterations must be 0 or more.");
 
     /// <summary>True when initialisation rewrites the base weight to the residual W − s·B·A.</summary>
-    public bool MutatesBaseWeight => Kind is LoraInitKind.PiSSA or LoraInitKind.OLoRA;
+    public bool MutatesBaseWeight => Kind is LoraInitKind.PiSSA or LoraInitKind.OLoRA or LoraInitKind.LoraGA;
 
     /// <summary>
     /// Parses the string forms of <c>init_lora_weights</c> (<c>"gaussian"</c>, <c>"pissa"</c>, <c>"pissa_niter_16"</c>,
@@ -54,6 +60,7 @@ public sealed record LoraInit(LoraInitKind Kind, int? SvdIterations = null, stri
             case "gaussian": return Gaussian;
             case "pissa": return PiSSA;
             case "olora": return OLoRA;
+            case "lora_ga": return LoraGA;
         }
         const string niterPrefix = "pissa_niter_";
         if (value.StartsWith(niterPrefix, StringComparison.Ordinal))
@@ -75,6 +82,7 @@ public sealed record LoraInit(LoraInitKind Kind, int? SvdIterations = null, stri
         LoraInitKind.Gaussian => "gaussian",
         LoraInitKind.PiSSA => SvdIterations is { } k ? $"pissa_niter_{k.ToString(CultureInfo.InvariantCulture)}" : "pissa",
         LoraInitKind.OLoRA => "olora",
+        LoraInitKind.LoraGA => "lora_ga",
         _ => PeftName ?? throw new InvalidOperationException("An 'Other' LoraInit needs its PEFT name."),
     };
 

@@ -19,10 +19,21 @@ namespace LoraPS.Module.Commands;
 /// written to a temporary folder and moved into place, so a failure leaves the old adapter intact. Other files in
 /// the folder are left alone.
 /// </para>
+/// <para>
+/// An adapter added by Initialize-LoraGA, or with a PiSSA or OLoRA init, rewrote the base weights of this session's
+/// model. It is saved converted for the original model, as PEFT's path_initial_model_for_weight_conversion does:
+/// rank 2r (the trained factors beside the negated initial ones) and alpha doubled (times sqrt 2 with rsLoRA), so it
+/// applies to the untouched checkpoint. -NoConversion saves it as it is (rank r, only valid on the rewritten base).
+/// </para>
 /// </remarks>
 /// <example>Save the default adapter
 /// <code>Save-LoraAdapter -Model $model -Path ./adapters/stories-r8</code>
 /// <para>Writes ./adapters/stories-r8/adapter_config.json and adapter_model.safetensors.</para>
+/// </example>
+/// <example>Save a LoRA-GA adapter for the original model and as it is
+/// <code>Save-LoraAdapter -Model $model -Path ./adapters/loraga
+/// Save-LoraAdapter -Model $model -Path ./adapters/loraga-raw -NoConversion</code>
+/// <para>The first folder holds a rank-2r adapter for the unmodified checkpoint; the second the rank-r adapter for the rewritten weights.</para>
 /// </example>
 /// <example>Overwrite and show what was written
 /// <code>Save-LoraAdapter -Model $model -Name qv -Path ./adapters -Force -PassThru</code>
@@ -52,6 +63,10 @@ public sealed class SaveLoraAdapterCommand : AdapterCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Save LoRA-GA, PiSSA and OLoRA adapters as they are (for the rewritten base) instead of converted for the original model.</summary>
+    [Parameter]
+    public SwitchParameter NoConversion { get; set; }
+
     /// <summary>Write a record of each folder and the files written.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -69,7 +84,7 @@ public sealed class SaveLoraAdapterCommand : AdapterCmdlet
                 continue;
             }
             if (!ShouldProcess(folder, $"Save LoRA adapter '{name}'")) continue;
-            var written = RunEngine(_ => Model.Adapters.Save(root, name, force: Force), folder);
+            var written = RunEngine(_ => Model.Adapters.Save(root, name, force: Force, unconverted: NoConversion), folder);
             if (PassThru)
                 foreach (var f in written)
                     WriteObject(new LoraAdapterSaveResult(name, f, [PeftAdapterConfig.FileName, LoraAdapterSet.WeightsFileName]));
