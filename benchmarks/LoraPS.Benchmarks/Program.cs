@@ -11,7 +11,7 @@ namespace LoraPS.Benchmarks;
 public static class Program
 {
     /// <summary>Every benchmark; add new ones here.</summary>
-    static readonly IBenchmark[] Benchmarks = [new LoraLayerBenchmark(), new GenerationBenchmark(), new EvalBenchmark(), new QloraBenchmark(), new LoraGaBenchmark()];
+    static readonly IBenchmark[] Benchmarks = [new LoraLayerBenchmark(), new GenerationBenchmark(), new EvalBenchmark(), new QloraBenchmark(), new TrainingBenchmark(), new SoakBenchmark(), new LoraGaBenchmark()];
 
     public static int Main(string[] args)
     {

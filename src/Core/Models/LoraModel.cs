@@ -54,6 +54,16 @@ public sealed class LoraModel : IDisposable
         return new LoraModel(loaded, tokenizer, precision);
     }
 
+    /// <summary>
+    /// Wraps a network built in memory (a random model from <see cref="ModelFactory"/>) with a borrowed tokenizer, for
+    /// benchmarks and tests that need a model no folder holds. <paramref name="name"/> stands in for the folder.
+    /// </summary>
+    internal static LoraModel FromNetwork(TransformerModel network, TextTokenizer tokenizer, string name)
+    {
+        var precision = network.DType == ScalarType.BFloat16 ? Precision.BF16 : Precision.FP32;
+        return new LoraModel(new LoadedModel(network, new LoadReport(), name), tokenizer, precision);
+    }
+
     /// <summary>The model folder shipped with LoraPS (stories260K), beside the engine assembly or in the source tree.</summary>
     public static string BundledModelPath
     {

@@ -263,6 +263,16 @@ public static class LoraTrainer
 
         double TokensPerSecond => state.ElapsedSeconds > 0 ? state.Tokens / state.ElapsedSeconds : 0;
 
+        /// <summary>
+        /// The attention mask the forward needs. The collator pads on the right, so in a causal LM no real token ever
+        /// attends to padding (it comes after it) and the padding's own outputs meet only ignored labels: the loss and
+        /// every gradient are the same without the mask. Without it, attention uses the kernel's built-in causal mask
+        /// (SDPA's flash path) instead of building and reading an additive [B, 1, T, T] tensor per step. Classification
+        /// heads read the mask to find each row's last token, and encoders attend both ways, so they keep it.
+        /// </summary>
+        Tensor? ForwardMask(TrainingBatch batch) =>
+            model.Head == ModelHeadKind.CausalLM && _network.Config.IsDecoder ? null : batch.AttentionMask;
+
         /// <summary>One optimizer step over <see cref="TrainingOptions.AccumulationSteps"/> micro-batches.</summary>
         (double Loss, double GradNorm, double LearningRate, long Tokens) Step(Optimizer optimizer, IReadOnlyList<TorchSharp.Modules.Parameter> parameters)
         {
@@ -278,7 +288,7 @@ public static class LoraTrainer
                 var (epoch, index) = sampler.Locate(state.MicroBatches);
                 using var batch = BatchCollator.Collate(sampler.Batch(epoch, index).Select(i => data.Train[i]).ToList(), Collate);
                 torch.manual_seed(DropoutSeed(state.Seed, state.MicroBatches));
-                var output = _network.Forward(batch.InputIds, batch.AttentionMask, tokenTypeIds: batch.TokenTypeIds);
+                var output = _network.Forward(batch.InputIds, ForwardMask(batch), tokenTypeIds: batch.TokenTypeIds);
                 var microLoss = _network.ComputeLoss(output, batch.Labels);
                 double value = microLoss.item<float>();
                 if (!double.IsFinite(value)) throw new TrainingDivergedException(state.Step + 1, "loss", value, _lastCheckpoint);
@@ -310,7 +320,7 @@ public static class LoraTrainer
                 {
                     using var scope = NewDisposeScope();
                     using var batch = BatchCollator.Collate(indices.Select(i => validation[i]).ToList(), Collate);
-                    var output = _network.Forward(batch.InputIds, batch.AttentionMask, tokenTypeIds: batch.TokenTypeIds);
+                    var output = _network.Forward(batch.InputIds, ForwardMask(batch), tokenTypeIds: batch.TokenTypeIds);
                     if (batch.LabelTokens == 0) continue;
                     // Weight each batch's mean by its label tokens, so the result is the mean over all tokens.
                     lossSum += _network.ComputeLoss(output, batch.Labels).item<float>() * batch.LabelTokens;

@@ -83,7 +83,9 @@ public class Stories260KTests
         var first = loaded.Model.Forward(ids.narrow(1, 0, 6), cache: cache).Logits!;
         var second = loaded.Model.Forward(ids.narrow(1, 6, 3), cache: cache).Logits!;
         var third = loaded.Model.Forward(ids.narrow(1, 9, 1), cache: cache).Logits!;
-        AssertClose(full, torch.cat(new[] { first, second, third }, 1), 1e-5, 0, "chunked cached logits");
+        // Chunks of 6, 3 and 1 rows take different matmul blockings than one of 10, so the sums differ in the last
+        // bits; torch.allclose's default rtol (1e-5) on top of 1e-5 absolute covers that and nothing more.
+        AssertClose(full, torch.cat(new[] { first, second, third }, 1), 1e-5, 1e-5, "chunked cached logits");
         Assert.Equal(10, cache.Length);
     }
 
