@@ -12,10 +12,13 @@ using static TorchSharp.torch;
 namespace LoraPS.Benchmarks.Benchmarks;
 
 /// <summary>
-/// QLoRA's trade-off on a random Llama of about 220M parameters (hidden 1024, 12 layers, MLP 2816, vocab 32000, untied
-/// head): peak process memory and time per LoRA training step for an fp32, a bf16 and an nf4-dq base (the last with
+/// QLoRA's trade-off on two random Llamas with the same blocks (hidden 1024, 12 layers, MLP 2816, untied head) and
+/// vocabularies of 32000 (220M parameters) and 8000 (171M, where the quantizable linear weights dominate as in 7B
+/// models): peak process memory and time per LoRA training step for an fp32, a bf16 and an nf4-dq base (the last with
 /// bf16 and with fp32 compute). Each configuration runs in a fresh child process, so one case's peak cannot hide in
-/// another's: the child loads the checkpoint (written once, bf16, to a temp folder), resets the peak RSS, then trains.
+/// another's: the child loads the checkpoint (written once, bf16, to a temp folder), resets the peak RSS, then trains,
+/// recording RSS after each phase of the first step. <c>LORAPS_QLORA_SMAPS=/path/prefix</c> also copies
+/// <c>/proc/self/smaps</c> at each phase, to see which mappings (glibc heap, mmapped tensors, files) grew.
 /// </summary>
 /// <remarks>
 /// A step is forward + backward + AdamW on a rank-16 adapter over every linear layer but the head, for one sequence of
