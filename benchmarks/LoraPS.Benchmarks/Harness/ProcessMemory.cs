@@ -30,6 +30,9 @@ public static class ProcessMemory
         }
     }
 
+    /// <summary>Any kB field of <c>/proc/self/status</c> in bytes, e.g. <c>RssAnon:</c> (heap) or <c>RssFile:</c> (mapped files).</summary>
+    public static long? StatusBytes(string key) => StatusValue(key);
+
     static long? StatusValue(string key)
     {
         const string path = "/proc/self/status";

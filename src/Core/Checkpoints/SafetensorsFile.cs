@@ -147,6 +147,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
                     CheckBooleans(entry, source);
                 }
                 TensorBytes.CopyIn(source, entry.ByteLength, destination);
+                MappedPages.Release(source, entry.ByteLength);
             }
             finally
             {

@@ -190,6 +190,10 @@ public static class ModelLoader
                     // Quantized as soon as it is read: the full-precision model never exists in memory, only one weight.
                     var q = options.Quantization!;
                     quantized[module] = QuantizedTensor.Quantize(value.to(device), q.Type, q.BlockSize, q.DoubleQuant, options.DType);
+                    // The full-precision staging copies just freed would otherwise stay in glibc's heap, and the next
+                    // weight's land beside them: trimming per weight keeps the load peak near the quantized size.
+                    scope.Dispose();
+                    LoraPS.Runtime.NativeHeap.Trim();
                     continue;
                 }
                 replaced.Add(Replace(model, key, value.to(device), options.RequiresGrad));

@@ -40,6 +40,31 @@ public class SafetensorsRoundTripTests
         _ => throw new ArgumentException(dtype),
     };
 
+    [Fact]
+    public void ReadsAfterTheMappedPagesWereReleasedGiveTheSameBytes()
+    {
+        // Each read drops the pages it copied from (MappedPages.Release); tensors sharing a page, and reading the same
+        // tensor again, must fault the file's bytes back in unchanged.
+        using var scope = torch.NewDisposeScope();
+        using var folder = new ScratchFolder();
+        var tensors = new Dictionary<string, torch.Tensor>
+        {
+            ["a"] = torch.arange(0, 3001, dtype: torch.ScalarType.Float32),                  // ends mid-page
+            ["b"] = torch.arange(0, 5000, dtype: torch.ScalarType.Int64).mul(-7),           // shares a's last page
+            ["c"] = torch.ones(3, torch.ScalarType.BFloat16),
+        };
+        string path = folder.File("t.safetensors");
+        SafetensorsWriter.Write(path, tensors);
+        using var file = SafetensorsFile.Open(path);
+        foreach (var round in new[] { 1, 2 })
+        {
+            foreach (var name in new[] { "b", "a", "c", "a" })
+            {
+                Assert.Equal(BytesOf(tensors[name]), BytesOf(file.ReadTensor(name)));
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(DTypeCases))]
     public void EveryTorchDTypeRoundTripsBitForBit(string dtypeName)
