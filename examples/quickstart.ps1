@@ -4,7 +4,8 @@
 param(
     [int] $MaxSteps = 600,
     [TimeSpan] $MaxTime = '00:04:00',
-    [string] $OutputPath = 'out/quickstart/sst2'
+    [string] $OutputPath = 'out/quickstart/sst2',
+    [long] $Seed = 1
 )
 
 # 1. The model writes a story (greedy decoding; stories260K starts each new story with <s>, id 1, which ends this one).
@@ -15,8 +16,8 @@ Remove-LoraModel -Model $storyteller
 
 # 2. The same body with a new 2-way classification head, and a LoRA on every linear layer. As in PEFT's SEQ_CLS task
 #    the head trains (and is saved) with the adapter.
-$model = Import-LoraModel -Head SequenceClassification -NumLabels 2
-New-LoraConfig -Rank 8 -Alpha 16 -TargetModules all-linear | Add-LoraAdapter -Model $model -Seed 1 | Out-Null
+$model = Import-LoraModel -Head SequenceClassification -NumLabels 2 -Seed $Seed   # the new head: N(0, 0.02), seeded
+New-LoraConfig -Rank 8 -Alpha 16 -TargetModules all-linear | Add-LoraAdapter -Model $model -Seed $Seed | Out-Null
 
 # SST-2 (data/glue/sst2): 60,614 training phrases; test.tsv is GLUE's labelled dev set (872 sentences), which the
 # run never trains on and scores before the first step and after the last.
@@ -27,7 +28,7 @@ $majority = [Math]::Max($positive, $dev.Count - $positive) / $dev.Count
 
 $run = Start-LoraFinetune -Model $model -Dataset $train -ValidationDataset $dev -OutputPath $OutputPath -Force `
     -MaxSteps $MaxSteps -MaxTime $MaxTime -BatchSize 16 -MicroBatchSize 16 -LearningRate 3e-3 -WarmupSteps 20 `
-    -MaxSeqLength 64 -GroupByLength -EvalInterval 0 -InitialValidation
+    -MaxSeqLength 64 -GroupByLength -EvalInterval 0 -InitialValidation -Seed $Seed
 $run | Out-Default
 
 # 3. Before and after, on the 872 held-out sentences.

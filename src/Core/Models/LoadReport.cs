@@ -60,6 +60,11 @@ public sealed record ModelLoadOptions
     /// <see cref="DType"/> first; the output head, embeddings and norms keep <see cref="DType"/>. Null: no quantization.
     /// </summary>
     public LoraPS.Quantization.QuantizationOptions? Quantization { get; init; }
+    /// <summary>
+    /// Seed for weights the checkpoint lacks (a new classification head), so that a run starting from a fresh head is
+    /// reproducible. Null draws from torch's global generator, as transformers does without <c>set_seed</c>.
+    /// </summary>
+    public long? Seed { get; init; }
 }
 
 /// <summary>A loaded model and what loading it did. Disposing it releases the weights.</summary>

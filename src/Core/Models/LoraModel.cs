@@ -42,15 +42,16 @@ public sealed class LoraModel : IDisposable
     /// <param name="head">Which head to build; default from the config.</param>
     /// <param name="numLabels">Overrides config num_labels.</param>
     /// <param name="quantization">Store the transformer blocks' linear weights quantized (QLoRA); null for none.</param>
+    /// <param name="seed">Seed for weights the checkpoint lacks (a new classification head); null uses torch's global generator.</param>
     public static LoraModel Load(string directory, Precision precision = Precision.FP32, ModelHeadKind? head = null, int? numLabels = null,
-        QuantizationOptions? quantization = null)
+        QuantizationOptions? quantization = null, long? seed = null)
     {
         var full = IOPath.GetFullPath(directory);
         if (!Directory.Exists(full))
             throw new DirectoryNotFoundException($"The model folder '{full}' does not exist. Give a folder with config.json, model.safetensors and a tokenizer.");
         // The tokenizer first: it is cheap, and a folder without one fails before the weights are read.
         var tokenizer = TextTokenizer.Load(full);
-        var loaded = ModelLoader.Load(full, new ModelLoadOptions { DType = ToScalarType(precision), Head = head, NumLabels = numLabels, Quantization = quantization });
+        var loaded = ModelLoader.Load(full, new ModelLoadOptions { DType = ToScalarType(precision), Head = head, NumLabels = numLabels, Quantization = quantization, Seed = seed });
         return new LoraModel(loaded, tokenizer, precision);
     }
 

@@ -198,13 +198,15 @@ public static class ModelLoader
                 }
                 replaced.Add(Replace(model, key, value.to(device), options.RequiresGrad));
             }
+            using var seeded = options.Seed is { } seed ? new torch.Generator(unchecked((ulong)seed)) : null;
             foreach (var key in plan.Fresh) {
                 using var scope = NewDisposeScope();
                 var shape = model.state_dict()[key].shape;
                 var value = torch.empty(shape, dtype: options.DType, device: device);
                 // transformers' _init_weights for a new Linear: weight ~ N(0, initializer_range), bias = 0.
                 if (key.EndsWith(".bias", StringComparison.Ordinal)) value.zero_();
-                else nn.init.normal_(value, 0.0, model.Config.InitializerRange);
+                else if (seeded is null) nn.init.normal_(value, 0.0, model.Config.InitializerRange);
+                else value.copy_(torch.randn(shape, dtype: ScalarType.Float32, generator: seeded).mul_(model.Config.InitializerRange));
                 replaced.Add(Replace(model, key, value, options.RequiresGrad));
             }
         }

@@ -82,6 +82,13 @@ public sealed class ImportLoraModelCommand : LoraCmdlet
     [ValidateNotNullOrEmpty]
     public string? Quantize { get; set; }
 
+    /// <summary>
+    /// Seed for the weights the checkpoint does not hold, such as a new -Head SequenceClassification head
+    /// (N(0, initializer_range), as transformers initialises it), so that runs from a fresh head are reproducible.
+    /// </summary>
+    [Parameter]
+    public long Seed { get; set; }
+
     QuantizationOptions? _quantization;
 
     protected override void BeginProcessing()
@@ -113,7 +120,8 @@ public sealed class ImportLoraModelCommand : LoraCmdlet
                 {
                     return LoraModel.Load(folder, Precision,
                         MyInvocation.BoundParameters.ContainsKey(nameof(Head)) ? Head : null,
-                        MyInvocation.BoundParameters.ContainsKey(nameof(NumLabels)) ? NumLabels : null, _quantization);
+                        MyInvocation.BoundParameters.ContainsKey(nameof(NumLabels)) ? NumLabels : null, _quantization,
+                        MyInvocation.BoundParameters.ContainsKey(nameof(Seed)) ? Seed : null);
                 }
                 catch (AlreadyQuantizedException e)
                 {
