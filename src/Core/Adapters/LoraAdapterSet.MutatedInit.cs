@@ -16,6 +16,9 @@ public sealed partial class LoraAdapterSet
     /// </summary>
     public bool SavesConverted(string name) => _adapters[Known(name)].InitialFactors is not null && !_adapters[name].Config.UseDora;
 
+    /// <summary>The adapters created here whose initialisation rewrote the base weights (PiSSA, OLoRA, LoRA-GA), oldest first.</summary>
+    internal IEnumerable<string> BaseRewritingAdapters => _order.Where(n => _adapters[n].InitialFactors is not null);
+
     /// <summary>The layers and settings <paramref name="config"/> selects on this model, without changing it.</summary>
     internal IReadOnlyList<LoraTarget> ResolveTargets(LoraConfig config) =>
         Plan(config with { TaskType = config.TaskType ?? TaskTypeOfHead() }, strictModulesToSave: true).Targets;

@@ -42,7 +42,7 @@ namespace LoraPS.Adapters;
 public sealed partial class LoraLinear : Module<Tensor, Tensor>
 {
     [TorchSharp.Utils.ComponentName(Name = "base_layer")]
-    readonly Module<Tensor, Tensor> _baseLayer;
+    Module<Tensor, Tensor> _baseLayer; // swapped once, by QuantizeBase
     [TorchSharp.Utils.ComponentName(Name = "lora_A")]
     readonly AdapterModules<Linear> _loraA = new();
     [TorchSharp.Utils.ComponentName(Name = "lora_B")]
@@ -112,6 +112,28 @@ public sealed partial class LoraLinear : Module<Tensor, Tensor>
 
     /// <summary>The dtype merged weights are produced in: W's dtype, or the compute dtype of a quantized base.</summary>
     ScalarType BaseDType => _baseLayer is QuantizedLinear q ? q.ComputeDType : ((Linear)_baseLayer).weight!.dtype;
+
+    /// <summary>
+    /// Replaces a full-precision base by <paramref name="quantize"/>(base) (quantizing a model that already has adapters)
+    /// and frees the Linear. The adapters are kept as they are: A and B never depend on W, and DoRA's magnitude m is a
+    /// parameter (learned, or ‖W + s·B·A‖ when added), so the effective weight keeps its row norms m and takes its
+    /// direction from the dequantized W, which the DoRA forward reads at every step.
+    /// </summary>
+    /// <exception cref="AlreadyQuantizedException">The base is already quantized.</exception>
+    /// <exception cref="InvalidOperationException">Adapters are merged into W.</exception>
+    internal void QuantizeBase(Func<Linear, QuantizedLinear> quantize)
+    {
+        ArgumentNullException.ThrowIfNull(quantize);
+        if (_baseLayer is not Linear linear) throw new AlreadyQuantizedException("This LoRA layer's base is already quantized; it cannot be quantized again.");
+        if (IsMerged) throw new InvalidOperationException(MergedBaseMessage);
+        var quantized = quantize(linear);
+        LoraPS.Models.ModuleTree.Replace(this, "base_layer", _ => quantized);
+        linear.Dispose();
+    }
+
+    /// <summary>Why a merged layer's base cannot be quantized, and what to do.</summary>
+    internal string MergedBaseMessage =>
+        $"Adapter {string.Join(", ", _merged)} is merged into the base weights (W + ΔW); quantizing them would bake the update into the frozen base. Unmerge first (Merge-LoraAdapter -Unmerge), then quantize.";
 
     /// <summary>Adapter names in the order they were added.</summary>
     public IReadOnlyList<string> Adapters => _adapters;

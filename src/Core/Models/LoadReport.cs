@@ -88,10 +88,21 @@ public sealed class LoadedModel : IDisposable
     public Device Device => Model.Device;
     /// <summary>Distinct parameter elements (tied weights once; quantized weights included), at load time.</summary>
     public long ParameterCount { get; }
-    /// <summary>Bytes of parameter memory (quantized weights at their stored size), at load time.</summary>
-    public long ParameterBytes { get; }
+    /// <summary>Bytes of parameter memory (quantized weights at their stored size), at load time or after <see cref="RecordQuantization"/>.</summary>
+    public long ParameterBytes { get; private set; }
     /// <summary>The quantized base weights, or null when the model is not quantized.</summary>
-    public LoraPS.Quantization.QuantizationSummary? Quantization { get; }
+    public LoraPS.Quantization.QuantizationSummary? Quantization { get; private set; }
+
+    /// <summary>
+    /// Updates the counts after the base weights were quantized in memory: the full-precision bytes of those weights
+    /// are replaced by their stored size (the element count is unchanged).
+    /// </summary>
+    internal void RecordQuantization(LoraPS.Quantization.QuantizationSummary summary)
+    {
+        using var probe = empty(0, dtype: summary.ComputeDType);
+        ParameterBytes += summary.StorageBytes - summary.Parameters * probe.ElementSize;
+        Quantization = summary;
+    }
     public LoadReport Report { get; }
     /// <summary>The directory or file the weights came from.</summary>
     public string Source { get; }

@@ -129,6 +129,30 @@ public sealed class LoraModel : IDisposable
     /// <summary>Bytes per element of the stored quantized base weights; null when not quantized.</summary>
     public double? BaseBytesPerParameter => Quantization?.BytesPerParameter;
 
+    /// <summary>
+    /// Quantizes the base linear weights in place, as <see cref="Load"/> with <c>quantization</c> would have stored them,
+    /// freeing each full-precision weight as it goes. Adapters already attached stay as they are on a quantized base
+    /// (see <see cref="ModelQuantizer.Quantize"/>); <see cref="MemoryBytes"/> and the quantization properties follow.
+    /// Loading quantized is better where possible: this needs the full-precision weights in memory first.
+    /// </summary>
+    /// <exception cref="AlreadyQuantizedException">The model is already quantized.</exception>
+    /// <exception cref="NotSupportedException">An adapter's initialisation rewrote the base weights (PiSSA, OLoRA, LoRA-GA).</exception>
+    /// <exception cref="InvalidOperationException">Adapters are merged into the base weights.</exception>
+    public QuantizationSummary Quantize(QuantizationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ThrowIfDisposed();
+        ModelQuantizer.ThrowIfQuantized(Network);
+        if (adapters?.BaseRewritingAdapters.FirstOrDefault() is { } rewritten)
+            throw new NotSupportedException(
+                $"Adapter '{rewritten}' was initialised with {adapters.Get(rewritten).Config.Init.Kind}, which rewrote the base weights to W − s·B₀·A₀; " +
+                "LoraPS does not quantize a rewritten base. Quantize first and then add the adapter with the default init " +
+                "(Import-LoraModel -Quantize, then Add-LoraAdapter), or train this adapter without quantization.");
+        var summary = ModelQuantizer.Quantize(Network, options);
+        loaded.RecordQuantization(summary);
+        return summary;
+    }
+
     /// <summary><see cref="MemoryBytes"/> / <see cref="Parameters"/>: bytes per parameter over the whole model.</summary>
     public double BytesPerParameter => Parameters == 0 ? 0 : (double)MemoryBytes / Parameters;
 

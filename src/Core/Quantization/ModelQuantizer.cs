@@ -30,7 +30,10 @@ public sealed record QuantizationSummary(string Format, int Layers, long Paramet
 /// </remarks>
 public static class ModelQuantizer
 {
-    /// <summary>The paths of the Linear layers <paramref name="options"/> selects, in model order.</summary>
+    /// <summary>
+    /// The paths of the Linear layers <paramref name="options"/> selects, in model order. A LoRA layer's base counts under
+    /// the LoRA layer's path; the adapters' own A and B, and <c>modules_to_save</c> copies, are never selected.
+    /// </summary>
     public static IReadOnlyList<string> SelectTargets(TransformerModel model, QuantizationOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -40,32 +43,64 @@ public static class ModelQuantizer
         var tied = model.TiedParameters.SelectMany(t => new[] { t.Tied, t.Source })
             .Select(k => k.EndsWith(".weight", StringComparison.Ordinal) ? k[..^".weight".Length] : k)
             .ToHashSet(StringComparer.Ordinal);
+        var wrappers = model.named_modules().Where(m => m.module is LoraLinear or ModulesToSaveWrapper)
+            .ToDictionary(m => m.name, m => m.module, StringComparer.Ordinal);
         return model.LinearLayers()
-            .Where(l => !tied.Contains(l.Path) && !skip.Any(s => l.Path == s || ModuleSelection.EndsWithSegment(l.Path, s)))
-            .Select(l => l.Path)
+            .Select(l => SelectablePath(l.Path, wrappers))
+            .OfType<string>()
+            .Where(p => !tied.Contains(p) && !skip.Any(s => p == s || ModuleSelection.EndsWithSegment(p, s)))
             .ToList();
     }
 
     /// <summary>
-    /// Quantizes the selected layers of <paramref name="model"/> in place. Must run before adapters are added.
+    /// The path a Linear is selected by: its own, or its LoRA layer's when it is that layer's base; null for a LoRA
+    /// layer's A and B and for anything inside a <c>modules_to_save</c> wrapper (trained or saved in full precision).
     /// </summary>
-    /// <exception cref="InvalidOperationException">The model is already quantized, or it holds LoRA layers.</exception>
+    static string? SelectablePath(string path, IReadOnlyDictionary<string, TorchSharp.torch.nn.Module> wrappers)
+    {
+        for (int dot = path.LastIndexOf('.'); dot > 0; dot = path.LastIndexOf('.', dot - 1))
+        {
+            if (!wrappers.TryGetValue(path[..dot], out var wrapper)) continue;
+            return wrapper is LoraLinear && path[(dot + 1)..] == "base_layer" ? path[..dot] : null;
+        }
+        return path;
+    }
+
+    /// <summary>
+    /// Quantizes the selected layers of <paramref name="model"/> in place, freeing each full-precision weight as it
+    /// goes. LoRA layers already attached keep their adapters and get a quantized base, exactly as if the model had been
+    /// loaded quantized and the same adapters added (A and B are untouched; DoRA's magnitude too, see
+    /// <see cref="LoraLinear"/>). Adapters whose initialisation rewrote W (PiSSA, OLoRA, LoRA-GA) are not visible at
+    /// this level: <see cref="LoraModel.Quantize"/> refuses them.
+    /// </summary>
+    /// <exception cref="AlreadyQuantizedException">The model already has quantized layers.</exception>
+    /// <exception cref="InvalidOperationException">A LoRA layer has adapters merged into its base weight; nothing was changed.</exception>
     public static QuantizationSummary Quantize(TransformerModel model, QuantizationOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         ThrowIfQuantized(model);
-        if (model.modules().Any(m => m is LoraLinear or ModulesToSaveWrapper))
-            throw new InvalidOperationException("This model already holds LoRA adapters; quantize the base model before adding adapters (Import-LoraModel -Quantize).");
+        var targets = SelectTargets(model, options);
+        // Checked for every layer before the first changes, so a refusal leaves the model as it was.
+        if (targets.Select(model.GetModule).OfType<LoraLinear>().FirstOrDefault(l => l.IsMerged) is { } merged)
+            throw new InvalidOperationException(merged.MergedBaseMessage);
         var workspace = new DequantizationWorkspace();
         var dtype = model.DType;
-        foreach (var path in SelectTargets(model, options))
+        QuantizedTensor QuantizeWeight(Linear linear) => QuantizedTensor.Quantize(linear.weight!, options.Type, options.BlockSize, options.DoubleQuant, dtype);
+        foreach (var path in targets)
         {
-            var linear = (Linear)model.GetModule(path);
-            var quantized = QuantizedTensor.Quantize(linear.weight!, options.Type, options.BlockSize, options.DoubleQuant, dtype);
-            Install(model, path, quantized, dtype, workspace);
+            switch (model.GetModule(path))
+            {
+                case LoraLinear lora:
+                    lora.QuantizeBase(linear => NewLayer(QuantizeWeight(linear), linear, dtype, workspace));
+                    break;
+                case Linear linear:
+                    Install(model, path, QuantizeWeight(linear), dtype, workspace);
+                    break;
+            }
         }
+        LoraPS.Runtime.NativeHeap.Trim();
         return Summarize(model)!;
     }
 
@@ -78,15 +113,30 @@ public static class ModelQuantizer
             model.ReplaceModule(path, m =>
             {
                 old = (Linear)m;
-                return new QuantizedLinear(weight, old.bias is { } b && b.device_type != TorchSharp.DeviceType.META ? b : null, dtype, workspace);
+                return NewLayer(weight, old, dtype, workspace);
             });
+        }
+        catch
+        {
+            // Once NewLayer has it, the weight is disposed there on failure.
+            if (old is null) weight.Dispose();
+            throw;
+        }
+        old?.Dispose();
+    }
+
+    /// <summary>A quantized layer over <paramref name="weight"/> with <paramref name="old"/>'s bias; disposes the weight if that fails.</summary>
+    static QuantizedLinear NewLayer(QuantizedTensor weight, Linear old, ScalarType dtype, DequantizationWorkspace workspace)
+    {
+        try
+        {
+            return new QuantizedLinear(weight, old.bias is { } b && b.device_type != TorchSharp.DeviceType.META ? b : null, dtype, workspace);
         }
         catch
         {
             weight.Dispose();
             throw;
         }
-        old?.Dispose();
     }
 
     /// <exception cref="InvalidOperationException">The model already has quantized layers.</exception>
