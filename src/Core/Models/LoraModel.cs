@@ -168,9 +168,13 @@ public sealed class LoraModel : IDisposable
         if (disposed) throw new ObjectDisposedException(nameof(LoraModel), $"The model '{Name}' was removed (disposed); import it again with Import-LoraModel.");
     }
 
-    public override string ToString() => adapters is { Names.Count: > 0 } set
-        ? $"{Name} ({Architecture}, {Precision}, adapters {string.Join(", ", set.Names)}; {ParameterCount.Of(Network)})"
-        : $"{Name} ({Architecture}, {Parameters:N0} parameters, {Precision}{(Quantization is { } q ? ", " + q.Format : "")})";
+    public override string ToString()
+    {
+        var precision = Quantization is { } q ? $"{Precision}, {q.Format}" : Precision.ToString();
+        return adapters is { Names.Count: > 0 } set
+            ? $"{Name} ({Architecture}, {precision}, adapters {string.Join(", ", set.Names)}; {ParameterCount.Of(Network)})"
+            : $"{Name} ({Architecture}, {Parameters:N0} parameters, {precision})";
+    }
 
     public void Dispose()
     {
