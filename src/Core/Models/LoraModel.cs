@@ -153,6 +153,19 @@ public sealed class LoraModel : IDisposable
         return summary;
     }
 
+    /// <summary>
+    /// <see cref="Quantize"/> unless the base is already stored in exactly that format, in which case nothing happens
+    /// (a script that runs twice on the same model object gets the same model).
+    /// </summary>
+    /// <returns>True when it quantized the model, false when it already was in that format.</returns>
+    /// <exception cref="AlreadyQuantizedException">The model is quantized in another format.</exception>
+    public bool EnsureQuantized(QuantizationOptions options)
+    {
+        if (ModelQuantizer.IsQuantizedAs(Network, options)) return false;
+        Quantize(options);
+        return true;
+    }
+
     /// <summary><see cref="MemoryBytes"/> / <see cref="Parameters"/>: bytes per parameter over the whole model.</summary>
     public double BytesPerParameter => Parameters == 0 ? 0 : (double)MemoryBytes / Parameters;
 

@@ -146,6 +146,21 @@ public static class ModelQuantizer
             throw new AlreadyQuantizedException($"This model is already quantized ({summary.Format}, {summary.Layers} layers); it cannot be quantized again. Load the full-precision checkpoint with the quantization you want.");
     }
 
+    /// <summary>
+    /// Whether <paramref name="model"/> is already stored exactly as <paramref name="options"/> asks, so that asking again
+    /// can be a no-op (a script run twice on the same model object).
+    /// </summary>
+    /// <returns>True when it is quantized in that format; false when it is not quantized.</returns>
+    /// <exception cref="AlreadyQuantizedException">It is quantized in another format.</exception>
+    public static bool IsQuantizedAs(TransformerModel model, QuantizationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (Summarize(model) is not { } summary) return false;
+        if (summary.Format == options.Name) return true;
+        throw new AlreadyQuantizedException($"This model is already quantized ({summary.Format}, {summary.Layers} layers); it cannot be quantized again as {options.Name}. " +
+            $"Import the full-precision model with -Quantize {options.Name}, or leave -Quantize out to use it as it is.");
+    }
+
     /// <summary>The quantized layers of <paramref name="model"/> (inside LoRA layers too), or null when there are none.</summary>
     public static QuantizationSummary? Summarize(TransformerModel model)
     {

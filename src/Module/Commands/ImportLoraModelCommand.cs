@@ -93,15 +93,7 @@ public sealed class ImportLoraModelCommand : LoraCmdlet
 
     protected override void BeginProcessing()
     {
-        if (Quantize is null) return;
-        try
-        {
-            _quantization = QuantizationOptions.Parse(Quantize);
-        }
-        catch (ArgumentException e)
-        {
-            ThrowTerminating(ErrorIds.UnknownQuantizationType, ErrorCategory.InvalidArgument, e.Message, Quantize);
-        }
+        if (Quantize is not null) _quantization = ParseQuantization(Quantize);
     }
 
     protected override void ProcessRecord()
@@ -113,24 +105,11 @@ public sealed class ImportLoraModelCommand : LoraCmdlet
             : requested.SelectMany(p => ResolveExistingFileSystemPaths(p, literal)).ToArray();
         foreach (var folder in folders)
         {
-            AlreadyQuantizedException? alreadyQuantized = null;
-            var model = RunEngine(_ =>
-            {
-                try
-                {
-                    return LoraModel.Load(folder, Precision,
-                        MyInvocation.BoundParameters.ContainsKey(nameof(Head)) ? Head : null,
-                        MyInvocation.BoundParameters.ContainsKey(nameof(NumLabels)) ? NumLabels : null, _quantization,
-                        MyInvocation.BoundParameters.ContainsKey(nameof(Seed)) ? Seed : null);
-                }
-                catch (AlreadyQuantizedException e)
-                {
-                    alreadyQuantized = e;
-                    return null;
-                }
-            }, folder);
-            if (alreadyQuantized is not null || model is null)
-                ThrowTerminating(ErrorIds.AlreadyQuantized, ErrorCategory.InvalidOperation, alreadyQuantized!.Message, folder, alreadyQuantized);
+            // A checkpoint that is already quantized fails as AlreadyQuantized (ErrorRecords.Classify).
+            var model = RunEngine(_ => LoraModel.Load(folder, Precision,
+                MyInvocation.BoundParameters.ContainsKey(nameof(Head)) ? Head : null,
+                MyInvocation.BoundParameters.ContainsKey(nameof(NumLabels)) ? NumLabels : null, _quantization,
+                MyInvocation.BoundParameters.ContainsKey(nameof(Seed)) ? Seed : null), folder);
             WriteVerbose($"Loaded {model}: {model.LoadReport}");
             WriteObject(model);
         }

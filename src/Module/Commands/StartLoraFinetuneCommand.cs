@@ -2,7 +2,9 @@ using System.Globalization;
 using System.Management.Automation;
 using LoraPS.Data;
 using LoraPS.Models;
+using LoraPS.Module.Completers;
 using LoraPS.Module.Infrastructure;
+using LoraPS.Quantization;
 using LoraPS.Training;
 
 namespace LoraPS.Module.Commands;
@@ -43,6 +45,21 @@ namespace LoraPS.Module.Commands;
 /// <code>$model = Import-LoraModel
 /// Start-LoraFinetune -Model $model -DataPath ./data/alpaca/alpaca_5000_subset.json -ValidationFraction 0.05 -Resume ./out/alpaca</code>
 /// <para>Loads the adapter and optimizer state from the newest checkpoint and trains the remaining steps.</para>
+/// </example>
+/// <example>QLoRA: train on a 4-bit base model
+/// <code>$m = Import-LoraModel ./models/stories260K -Quantize nf4-dq
+/// New-LoraConfig -Rank 8 | Add-LoraAdapter -Model $m | Out-Null
+/// Start-LoraFinetune -Model $m -DataPath ./data/alpaca/alpaca_5000_subset.json -MaxSteps 100
+///
+/// # The same model, quantized by the run instead of by the import:
+/// $m = Import-LoraModel ./models/stories260K
+/// New-LoraConfig -Rank 8 | Add-LoraAdapter -Model $m | Out-Null
+/// Start-LoraFinetune -Model $m -Quantize nf4-dq -DataPath ./data/alpaca/alpaca_5000_subset.json -MaxSteps 100
+/// $m.QuantizationFormat   # nf4-dq: $m itself was quantized</code>
+/// <para>Both train the adapter on NF4 base weights with double-quantized block constants (about 4.13 bits per weight).
+/// Importing with -Quantize is the better path for a large model: each weight is quantized as it is read, so the
+/// full-precision model never sits in memory. -Quantize on Start-LoraFinetune quantizes the model object you pass, in
+/// place, before the first step; it stays quantized after the run.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Start, "LoraFinetune", DefaultParameterSetName = DatasetSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(TrainingResult))]
@@ -250,9 +267,23 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     [ValidateNotNullOrEmpty]
     public string? Resume { get; set; }
 
+    /// <summary>
+    /// Quantize the model's frozen base linear weights before training (QLoRA), as Import-LoraModel -Quantize does: nf4,
+    /// nf4-dq, fp4, fp4-dq or int8. The model object given to -Model is changed in place and stays quantized after the
+    /// run; adapters already added are kept (PiSSA/OLoRA/LoRA-GA adapters, which rewrote the base, and merged adapters are
+    /// refused). A model already quantized in this format is used as it is; one quantized in another format is refused
+    /// (AlreadyQuantized). Import-LoraModel -Quantize is better where you can: it never holds the full-precision weights.
+    /// </summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(QuantizationFormatCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string? Quantize { get; set; }
+
     /// <summary>Use -OutputPath even when it is not empty, deleting what it holds.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
+
+    QuantizationOptions? _quantization;
 
     bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
 
@@ -278,6 +309,12 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
                 "Give one of -ValidationDataset, -ValidationPath or -ValidationFraction, not several.");
         if (Momentum > 0 && Optimizer != OptimizerKind.Sgd)
             ThrowTerminating(ErrorIds.InvalidArgument, ErrorCategory.InvalidArgument, "-Momentum is for -Optimizer Sgd; AdamW's moments are set with -Betas.");
+        if (Quantize is not null)
+        {
+            _quantization = ParseQuantization(Quantize);
+            // Another format fails here, before any data is read; the same format is a no-op later.
+            RunEngine(_ => ModelQuantizer.IsQuantizedAs(Model.Network, _quantization), Model);
+        }
         if (Resume is null && Model.Adapters.Names.Count == 0)
             ThrowTerminating(ErrorIds.InvalidOperation, ErrorCategory.InvalidOperation,
                 $"The model {Model} has no LoRA adapter to train. Add one first: New-LoraConfig | Add-LoraAdapter -Model $model " +
@@ -326,7 +363,9 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
 
         string action = Resume is not null ? "Resume LoRA fine-tuning"
             : clear ? "Delete the folder's contents and write a LoRA fine-tuning run" : "Write a LoRA fine-tuning run";
+        if (_quantization is not null && Model.Quantization is null) action += $", after quantizing the model's base weights to {_quantization} in place";
         if (!ShouldProcess(runFolder, action)) return;
+        if (_quantization is not null) QuantizeModel(_quantization);
 
         var validation = ValidationDataset;
         if (ValidationPath is not null)
@@ -363,6 +402,20 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
         WriteObject(result);
         // The engine stopped after a step and saved a checkpoint instead of throwing; the pipeline still has to stop.
         if (result.StopReason == StopReason.Cancelled) throw new PipelineStoppedException();
+    }
+
+    /// <summary>-Quantize: the model object the user holds is changed, so say so.</summary>
+    void QuantizeModel(QuantizationOptions quantization)
+    {
+        if (!RunEngine(_ => Model.EnsureQuantized(quantization), Model))
+        {
+            WriteVerbose($"The model is already quantized as {quantization}; -Quantize has nothing to do.");
+            return;
+        }
+        var summary = Model.Quantization!;
+        WriteVerbose(string.Create(CultureInfo.InvariantCulture,
+            $"Quantized the model's base weights in place to {summary.Format} ({summary.Layers} layers, {summary.BitsPerParameter:F2} bits per weight); ") +
+            "the model object stays quantized after this run. Import-LoraModel -Quantize gives the same model without ever holding the full-precision weights.");
     }
 
     TrainingOptions Options(string runFolder) => new()

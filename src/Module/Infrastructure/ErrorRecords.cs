@@ -42,6 +42,7 @@ public static class ErrorRecords
     public static (string ErrorId, ErrorCategory Category) Classify(Exception exception) => exception switch
     {
         LoraPS.Training.TrainingDivergedException => (ErrorIds.TrainingDiverged, ErrorCategory.InvalidResult),
+        LoraPS.Quantization.AlreadyQuantizedException => (ErrorIds.AlreadyQuantized, ErrorCategory.InvalidOperation),
         FileNotFoundException or DirectoryNotFoundException => (ErrorIds.FileNotFound, ErrorCategory.ObjectNotFound),
         ItemNotFoundException => (ErrorIds.PathNotFound, ErrorCategory.ObjectNotFound),
         InvalidDataException or FormatException => (ErrorIds.InvalidData, ErrorCategory.InvalidData),

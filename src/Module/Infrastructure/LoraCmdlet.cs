@@ -104,6 +104,23 @@ public abstract class LoraCmdlet : PSCmdlet, IDisposable
     protected void WriteError(Exception exception, object? target = null) =>
         WriteError(ErrorRecords.FromException(exception, target));
 
+    /// <summary>
+    /// Parses a <c>-Quantize</c> value (nf4, nf4-dq, fp4, fp4-dq, int8); anything else stops the cmdlet with
+    /// UnknownQuantizationType and the list of valid names.
+    /// </summary>
+    protected LoraPS.Quantization.QuantizationOptions ParseQuantization(string name)
+    {
+        try
+        {
+            return LoraPS.Quantization.QuantizationOptions.Parse(name);
+        }
+        catch (ArgumentException e)
+        {
+            ThrowTerminating(ErrorIds.UnknownQuantizationType, ErrorCategory.InvalidArgument, e.Message, name, e);
+            return null!;
+        }
+    }
+
     // ---- Progress -----------------------------------------------------------------------------------------
 
     /// <summary>
