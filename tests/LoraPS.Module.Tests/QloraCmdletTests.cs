@@ -73,8 +73,17 @@ public sealed class QloraCmdletTests(RunspaceFixture fixture) : IDisposable
         Assert.True(File.Exists(Path.Combine(folder, "model.safetensors")));
 
         // Over the now non-empty folder without -Force: the existing FolderNotEmpty error.
+        var written = File.GetLastWriteTimeUtc(Path.Combine(folder, "model.safetensors"));
         (_, errors) = fixture.Invoke($"Merge-LoraAdapter -Model $qm -Path '{folder}'");
-        Assert.StartsWith("FolderNotEmpty,", Assert.Single(errors).FullyQualifiedErrorId);
+        var notEmpty = Assert.Single(errors);
+        Assert.StartsWith("FolderNotEmpty,", notEmpty.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.ResourceExists, notEmpty.CategoryInfo.Category);
+        Assert.Contains("-Force", notEmpty.Exception.Message);
+        Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(folder, "model.safetensors")));
+        // With -Force the quantized model's merge replaces it.
+        (output, errors) = fixture.Invoke($"Merge-LoraAdapter -Model $qm -Path '{folder}' -Force 3>$null");
+        Assert.Empty(errors);
+        Assert.Equal("nf4", Assert.IsType<LoraMergeResult>(Assert.Single(output).BaseObject).DequantizedFrom);
 
         (_, errors) = fixture.Invoke("Merge-LoraAdapter -Model $qm -InPlace; Remove-LoraModel $qm");
         var error = Assert.Single(errors);
