@@ -99,6 +99,26 @@ public class QuantizeWithAdaptersTests
     }
 
     [Fact]
+    public void AClassificationHeadInModulesToSaveStaysFullPrecision()
+    {
+        using var scope = NewDisposeScope();
+        var options = QuantizationOptions.Parse("nf4");
+        LoraModel Classifier(QuantizationOptions? quantization)
+        {
+            var model = LoraModel.Load(ModelTestFiles.Stories260K, head: ModelHeadKind.SequenceClassification, numLabels: 3, quantization: quantization, seed: 5);
+            AddAdapter(model);
+            return model;
+        }
+        using var inPlace = Classifier(null);
+        inPlace.Quantize(options);
+        using var loaded = Classifier(options);
+        Assert.Equal(["score"], inPlace.Adapters.SavedModuleWrappers.Keys);
+        Assert.DoesNotContain(inPlace.Network.named_modules(), m => m.name.StartsWith("score", StringComparison.Ordinal) && m.module is QuantizedLinear);
+        Assert.Equal(loaded.Quantization, inPlace.Quantization);
+        TensorAssert.Close(Logits(loaded), Logits(inPlace), 1e-6, "class logits");
+    }
+
+    [Fact]
     public void AMergedAdapterIsRefusedAndTheModelIsLeftAsItWas()
     {
         using var scope = NewDisposeScope();
