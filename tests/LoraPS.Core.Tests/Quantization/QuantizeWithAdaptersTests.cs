@@ -157,6 +157,20 @@ public class QuantizeWithAdaptersTests
     }
 
     [Fact]
+    public void ALoraGaAdapterIsRefused()
+    {
+        using var scope = NewDisposeScope();
+        using var model = LoraModel.Load(ModelTestFiles.Stories260K);
+        // The path Initialize-LoraGA takes: factors per layer, then W ← W − s·B₀·A₀ (the factors' values do not matter here).
+        var g = new Generator(11);
+        model.Adapters.AddWithInitialFactors("ga", Config(init: LoraInit.LoraGA),
+            (target, _) => (randn(target.Rank, target.InFeatures, generator: g) * 0.01, randn(target.OutFeatures, target.Rank, generator: g) * 0.01));
+        var error = Assert.Throws<NotSupportedException>(() => model.Quantize(QuantizationOptions.Parse("nf4")));
+        Assert.Contains("'ga' was initialised with LoraGA", error.Message);
+        Assert.Null(model.Quantization);
+    }
+
+    [Fact]
     public void AQuantizedModelWithAdaptersIsNotQuantizedAgain()
     {
         using var model = LoraModel.Load(ModelTestFiles.Stories260K, quantization: QuantizationOptions.Parse("nf4"));
