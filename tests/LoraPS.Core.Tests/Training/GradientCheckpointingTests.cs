@@ -182,7 +182,11 @@ public class GradientCheckpointingTests
         foreach (var (run, checkpointing) in new[] { ("plain", false), ("checkpointed", true) })
         {
             using var model = Stories(dropout: 0.1);
-            results.Add(LoraTrainer.Run(model, Arithmetic(model), Options(folder.Sub(run)) with { MaxSteps = 3, GradientCheckpointing = checkpointing }));
+            var during = new List<bool>();
+            var progress = new SyncProgress<TrainingProgress>(_ => during.Add(model.Network.GradientCheckpointing));
+            results.Add(LoraTrainer.Run(model, Arithmetic(model), Options(folder.Sub(run)) with { MaxSteps = 3, GradientCheckpointing = checkpointing }, progress));
+            Assert.Equal([checkpointing, checkpointing, checkpointing], during);
+            // The option is for the run; the model is left as it was.
             Assert.False(model.Network.GradientCheckpointing);
         }
         Assert.Equal(Losses(folder.Sub("plain")), Losses(folder.Sub("checkpointed")));
