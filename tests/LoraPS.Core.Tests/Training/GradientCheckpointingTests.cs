@@ -199,6 +199,28 @@ public class GradientCheckpointingTests
     }
 
     [Fact]
+    public void AResumedRunKeepsCheckpointing()
+    {
+        using var folder = new TempFolder();
+        using var cts = new CancellationTokenSource();
+        using (var model = Stories(dropout: 0.1))
+        {
+            var progress = new SyncProgress<TrainingProgress>(p => { if (p.Step == 2) cts.Cancel(); });
+            var partial = LoraTrainer.Run(model, Arithmetic(model), Options(folder.Path) with { MaxSteps = 3, GradientCheckpointing = true }, progress, cts.Token);
+            Assert.Equal(StopReason.Cancelled, partial.StopReason);
+        }
+        using (var model = Stories(withAdapter: false))
+        {
+            var during = new List<bool>();
+            var progress = new SyncProgress<TrainingProgress>(_ => during.Add(model.Network.GradientCheckpointing));
+            var resumed = LoraTrainer.Resume(folder.Path, model, Arithmetic(model), progress);
+            Assert.Equal(StopReason.Completed, resumed.StopReason);
+            Assert.Equal([true], during);
+            Assert.False(model.Network.GradientCheckpointing);
+        }
+    }
+
+    [Fact]
     public void LiveTensorsStayFlat()
     {
         using var folder = new TempFolder();
