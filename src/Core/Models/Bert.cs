@@ -215,6 +215,7 @@ public sealed class BertModel : TransformerModel
         _encoder = new BertEncoder(build);
         _pooler = addPoolingLayer ? new BertPooler(build) : null;
         RegisterComponents();
+        build.Checkpointing.Supported = true;
     }
 
     public override ModelHeadKind HeadKind => ModelHeadKind.Base;
@@ -226,7 +227,7 @@ public sealed class BertModel : TransformerModel
         var hidden = new List<Tensor>();
         foreach (var layer in _encoder.Layers) {
             if (a.OutputHiddenStates) hidden.Add(h);
-            h = layer.Forward(h, mask);
+            h = RunLayer((x, c) => layer.Forward(x, c[0]), h, null, mask);
         }
         if (a.OutputHiddenStates) hidden.Add(h);
         var output = new ModelOutput(h, hidden);

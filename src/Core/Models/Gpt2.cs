@@ -111,6 +111,7 @@ public sealed class Gpt2Model : TransformerModel
         _h = new ModuleList<Gpt2Block>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new Gpt2Block(build, i)).ToArray());
         _lnF = build.LayerNorm(c.HiddenSize);
         RegisterComponents();
+        build.Checkpointing.Supported = true;
     }
 
     public override ModelHeadKind HeadKind => ModelHeadKind.Base;
@@ -132,9 +133,10 @@ public sealed class Gpt2Model : TransformerModel
         var (mask, isCausal) = DecoderMasks.For(a.AttentionMask, t, past, null, h.dtype, Device);
 
         var hidden = new List<Tensor>();
+        var cache = a.Cache;
         foreach (var block in _h) {
             if (a.OutputHiddenStates) hidden.Add(h);
-            h = block.Forward(h, mask, isCausal, a.Cache);
+            h = RunLayer((x, c) => block.Forward(x, c[0], isCausal, cache), h, cache, mask);
         }
         h = _lnF.call(h);
         if (a.OutputHiddenStates) hidden.Add(h);

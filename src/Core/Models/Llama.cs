@@ -117,6 +117,7 @@ public sealed class LlamaModel : TransformerModel
         _norm = build.RmsNorm(c.HiddenSize);
         _rotary = new RotaryEmbedding(c.HeadDim, c.RopeTheta, c.RopeScaling);
         RegisterComponents();
+        build.Checkpointing.Supported = true;
     }
 
     public override ModelHeadKind HeadKind => ModelHeadKind.Base;
@@ -134,9 +135,10 @@ public sealed class LlamaModel : TransformerModel
         var (mask, isCausal) = DecoderMasks.For(a.AttentionMask, t, past, Config.SlidingWindow, h.dtype, Device);
 
         var hidden = new List<Tensor>();
+        var cache = a.Cache;
         foreach (var layer in _layers) {
             if (a.OutputHiddenStates) hidden.Add(h);
-            h = layer.Forward(h, cos, sin, mask, isCausal, a.Cache);
+            h = RunLayer((x, c) => layer.Forward(x, c[0]!, c[1]!, c[2], isCausal, cache), h, cache, cos, sin, mask);
         }
         h = _norm.call(h);
         // transformers records the final-norm output as the last hidden state, not the raw last layer output.

@@ -43,6 +43,31 @@ public abstract class TransformerModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// Activation (gradient) checkpointing, transformers' <c>gradient_checkpointing_enable()</c>: while training with
+    /// autograd on and no KV cache, each decoder/encoder layer keeps only its input during the forward and is recomputed
+    /// in the backward. The gradients are the same; the memory held from forward to backward shrinks from every layer's
+    /// activations to one hidden-state tensor per layer, for about a third more compute. Eval and generation are unaffected.
+    /// </summary>
+    /// <exception cref="NotSupportedException">Setting it to true on a model whose layers cannot be checkpointed.</exception>
+    public bool GradientCheckpointing {
+        get => Build.Checkpointing.Enabled;
+        set {
+            if (value && !Build.Checkpointing.Supported)
+                throw new NotSupportedException($"{GetType().Name} does not support gradient checkpointing; train it without.");
+            Build.Checkpointing.Enabled = value;
+        }
+    }
+
+    /// <summary>
+    /// Runs one layer: <c>block(x, constants)</c>, checkpointed (<see cref="ActivationCheckpoint"/>) when
+    /// <see cref="GradientCheckpointing"/> is on, the model is training, autograd is on and there is no KV cache.
+    /// </summary>
+    private protected Tensor RunLayer(CheckpointedBlock block, Tensor x, KvCache? cache, params Tensor?[] constants) =>
+        GradientCheckpointing && training && cache is null && is_grad_enabled()
+            ? ActivationCheckpoint.Run(block, x, constants)
+            : block(x, constants);
+
+    /// <summary>
     /// Paths of the modules whose checkpoint weight is stored (in, out) — GPT-2's Conv1D layers. LoraPS holds them as
     /// ordinary (out, in) Linear layers; writers must transpose them back (PEFT's <c>fan_in_fan_out</c>).
     /// </summary>
@@ -145,6 +170,8 @@ internal sealed class AttentionSettings
 /// <summary>What every submodule constructor needs: the config, where to allocate, and the shared settings.</summary>
 internal sealed record ModelBuild(ModelConfig Config, Device Device, ScalarType DType, AttentionSettings Attention)
 {
+    public CheckpointSettings Checkpointing { get; } = new();
+
     public Linear Linear(long inFeatures, long outFeatures, bool bias) =>
         nn.Linear(inFeatures, outFeatures, hasBias: bias, device: Device, dtype: DType);
 

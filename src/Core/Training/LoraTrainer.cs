@@ -187,10 +187,11 @@ public static class LoraTrainer
             if (optimizerState is not null) optimizer.Load(optimizerState);
             var stop = StopReason.Completed;
             _clock.Start();
-            bool wasTraining = _network.training;
+            bool wasTraining = _network.training, wasCheckpointing = _network.GradientCheckpointing;
             _network.train();
             try
             {
+                if (options.GradientCheckpointing) _network.GradientCheckpointing = true;
                 if (options.InitialValidation && state.Step == 0 && state.InitialValidation is null)
                     state.InitialValidation = Validate();
                 while (state.Step < state.MaxSteps)
@@ -234,6 +235,7 @@ public static class LoraTrainer
             {
                 _clock.Stop();
                 if (!wasTraining) _network.eval();
+                _network.GradientCheckpointing = wasCheckpointing;
             }
 
             string adapterPath;

@@ -65,6 +65,13 @@ public sealed record TrainingOptions
     /// <summary>Keep only the newest this many checkpoints; null keeps all.</summary>
     public int? KeepCheckpoints { get; init; }
 
+    /// <summary>
+    /// Recompute each layer in the backward instead of keeping its activations (<see cref="Models.TransformerModel.GradientCheckpointing"/>,
+    /// on in the QLoRA recipe): the same adapter for much less memory and about a third more compute. True turns it on
+    /// for the run; false leaves the model's own setting.
+    /// </summary>
+    public bool GradientCheckpointing { get; init; }
+
     /// <summary>The adapter to train; null takes the model's only active adapter.</summary>
     public string? AdapterName { get; init; }
 
