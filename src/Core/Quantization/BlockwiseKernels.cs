@@ -113,12 +113,27 @@ internal static class BlockwiseKernels
             return Codebooks.Detached(pairs.MoveToOuterDisposeScope());
         });
 
+    private static readonly ConcurrentDictionary<string, float[]> tables = new();
+
     /// <summary>
     /// Writes <c>table[code] · absmax[block]</c> for the 4-bit codes packed in <paramref name="packed"/> (1-D uint8)
     /// into the 1-D <paramref name="output"/> (float32/bfloat16/float16, n elements). The product is formed in float32
-    /// and rounded once to the output dtype, as bnb's CUDA and CPU kernels do.
+    /// and rounded once to the output dtype, as bnb's CUDA and CPU kernels do. Contiguous CPU tensors go through
+    /// <see cref="Dequantize4bitKernel"/>; other devices through torch ops (<see cref="Dequantize4bitTorch"/>), with the
+    /// same bits.
     /// </summary>
-    internal static void Dequantize4bit(Tensor packed, Tensor absmax, int blockSize, Tensor pairTable, Tensor output)
+    internal static void Dequantize4bit(Tensor packed, Tensor absmax, int blockSize, string name, IReadOnlyList<float> table, Tensor output)
+    {
+        if (Dequantize4bitKernel.Accepts(packed, absmax, output))
+        {
+            Dequantize4bitKernel.Run(packed, absmax, blockSize, tables.GetOrAdd(name, _ => table.ToArray()), output);
+            return;
+        }
+        Dequantize4bitTorch(packed, absmax, blockSize, PairTable(name, table, output.device), output);
+    }
+
+    /// <summary>The torch-ops form of <see cref="Dequantize4bit"/> (any device), streamed in chunks; the kernel's reference in tests.</summary>
+    internal static void Dequantize4bitTorch(Tensor packed, Tensor absmax, int blockSize, Tensor pairTable, Tensor output)
     {
         long n = output.shape[0];
         long fullElements = n / blockSize * blockSize;
