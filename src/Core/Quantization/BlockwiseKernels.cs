@@ -159,9 +159,21 @@ internal static class BlockwiseKernels
 
     /// <summary>
     /// Writes <c>table[code] · absmax[block]</c> for one 8-bit code per element (1-D uint8 <paramref name="codes"/>)
-    /// into the 1-D <paramref name="output"/>; <paramref name="table"/> is a float32 tensor of 256 entries.
+    /// into the 1-D <paramref name="output"/>; <paramref name="table"/> is a float32 tensor of 256 entries. Contiguous
+    /// CPU tensors go through <see cref="Dequantize8bitKernel"/>, others through torch ops, with the same bits.
     /// </summary>
     internal static void Dequantize8bit(Tensor codes, Tensor absmax, int blockSize, Tensor table, Tensor output)
+    {
+        if (Dequantize4bitKernel.Accepts(codes, absmax, output) && table.device_type == DeviceType.CPU && table.dtype == ScalarType.Float32 && table.numel() == 256)
+        {
+            Dequantize8bitKernel.Run(codes, absmax, blockSize, table.contiguous().data<float>().ToArray(), output);
+            return;
+        }
+        Dequantize8bitTorch(codes, absmax, blockSize, table, output);
+    }
+
+    /// <summary>The torch-ops form of <see cref="Dequantize8bit"/> (any device), streamed in chunks; the kernel's reference in tests.</summary>
+    internal static void Dequantize8bitTorch(Tensor codes, Tensor absmax, int blockSize, Tensor table, Tensor output)
     {
         long n = output.shape[0];
         for (long start = 0; start < n; start += ChunkElements)

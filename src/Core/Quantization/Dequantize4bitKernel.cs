@@ -104,7 +104,7 @@ internal static unsafe class Dequantize4bitKernel
     /// The address of a contiguous CPU tensor's first element. <see cref="torch.Tensor.bytes"/> spans are int-sized, so
     /// take it from a one-element view; the storage is native memory owned by the tensor, valid while the caller holds it.
     /// </summary>
-    private static void* Pointer(Tensor tensor)
+    internal static void* Pointer(Tensor tensor)
     {
         using var flat = tensor.view(-1);
         using var first = flat.narrow(0, 0, 1);
@@ -266,7 +266,7 @@ internal static unsafe class Dequantize4bitKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<uint> ToBFloat16(Vector512<uint> bits)
+    internal static Vector512<uint> ToBFloat16(Vector512<uint> bits)
     {
         var rounded = Avx512F.ShiftRightLogical(bits + Vector512.Create(0x7FFFu) + (Avx512F.ShiftRightLogical(bits, 16) & Vector512<uint>.One), 16);
         var isNumber = Vector512.Equals(bits.AsSingle(), bits.AsSingle()).AsUInt32();
@@ -275,7 +275,7 @@ internal static unsafe class Dequantize4bitKernel
 
     /// <summary>Two 8-float vectors → 16 bfloat16 in order (vpackusdw packs per 128-bit lane, so the qwords are reordered after).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<ushort> PackBFloat16(Vector256<float> first, Vector256<float> second)
+    internal static Vector256<ushort> PackBFloat16(Vector256<float> first, Vector256<float> second)
     {
         var packed = Avx2.PackUnsignedSaturate(ToBFloat16(first.AsUInt32()).AsInt32(), ToBFloat16(second.AsUInt32()).AsInt32());
         return Avx2.Permute4x64(packed.AsUInt64(), 0b11_01_10_00).AsUInt16();

@@ -47,6 +47,42 @@ public class Dequantize4bitKernelTests
     }
 
     [Theory]
+    [InlineData(1, 256)]
+    [InlineData(255, 256)]
+    [InlineData(257, 256)]
+    [InlineData(70_001, 256)]
+    [InlineData(200_003, 64)]
+    [InlineData(9_000, 4096)]
+    public void EightBitKernelMatchesTheTorchPathBitForBit(int n, int blockSize)
+    {
+        using var scope = NewDisposeScope();
+        var generator = new Generator((ulong)n);
+        var codes = randint(0, 256, new long[] { n }, generator: generator).to_type(ScalarType.Byte);
+        var (_, absmax) = RandomCodes(n, blockSize, seed: n);
+        foreach (var (name, table) in new[] { ("dynamic", Codebooks.DynamicSigned), ("udynamic", Codebooks.DynamicUnsigned) })
+        {
+            var tableTensor = tensor(table.ToArray());
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16 })
+            {
+                var expected = full(n, float.NaN, dtype);
+                BlockwiseKernels.Dequantize8bitTorch(codes, absmax, blockSize, tableTensor, expected);
+                foreach (var isa in Enum.GetValues<DequantizeIsa>().Where(Dequantize4bitKernel.IsSupported))
+                {
+                    foreach (int threads in new[] { 1, 2 })
+                    {
+                        var actual = full(n, float.NaN, dtype);
+                        Dequantize8bitKernel.Run(codes, absmax, blockSize, table.ToArray(), actual, isa, threads);
+                        AssertSameBits(expected, actual, $"{name} {dtype} {isa} {threads} thread(s)");
+                    }
+                }
+                var routed = full(n, float.NaN, dtype);
+                BlockwiseKernels.Dequantize8bit(codes, absmax, blockSize, tableTensor, routed);
+                AssertSameBits(expected, routed, $"{name} {dtype} routed");
+            }
+        }
+    }
+
+    [Theory]
     [InlineData(QuantType.NF4, false, 64)]
     [InlineData(QuantType.NF4, true, 64)]
     [InlineData(QuantType.FP4, false, 256)]
