@@ -25,7 +25,8 @@ internal enum DequantizeIsa
 /// element); here one pass does it: AVX-512 holds the 16-entry table in one register and <c>vpermps</c> looks up 16
 /// codes at once; AVX2 looks up in two 8-entry halves and blends on bit 3 of the code. bfloat16 rounding is torch's
 /// integer round-to-nearest-even on the float bits (<c>c10::BFloat16</c>), float16 uses <see cref="Half"/>'s IEEE
-/// conversion (rare, so scalar). Blocks are split across at most <c>torch.get_num_threads()</c> workers, so
+/// conversion (rare, so scalar). The loops are compiled fully optimised at once (<c>AggressiveOptimization</c>): tiered
+/// JIT would run the first calls as unoptimised tier-0 code, several times slower, inside a run's first steps. Blocks are split across at most <c>torch.get_num_threads()</c> workers, so
 /// <c>--threads 1</c> still means one thread.
 /// </remarks>
 internal static unsafe class Dequantize4bitKernel
@@ -114,40 +115,52 @@ internal static unsafe class Dequantize4bitKernel
     /// <summary>One dequantization: the raw pointers (kept alive by the caller's tensors for the call) and what to do.</summary>
     private sealed class Job(byte* packed, float* absmax, void* output, ScalarType dtype, long n, int blockSize, float[] table, DequantizeIsa isa)
     {
+        private readonly int blockShift = System.Numerics.BitOperations.Log2((uint)blockSize);
+
         /// <summary>Dequantizes blocks [<paramref name="first"/>, <paramref name="end"/>).</summary>
         public void Blocks(long first, long end)
         {
             fixed (float* lut = table)
             {
-                for (long b = first; b < end; b++)
+                // Full blocks in one vector sweep; then, block by block, what is left: every block on the scalar path,
+                // else only a short last block (its whole 32-element steps vectorised, the rest scalar).
+                long vectorEnd = isa == DequantizeIsa.Scalar ? first : Math.Max(first, Math.Min(end, n / blockSize));
+                VectorRange(lut, first * blockSize, vectorEnd * blockSize);
+                for (long b = vectorEnd; b < end; b++)
                 {
                     long start = b * blockSize;
                     long count = Math.Min(blockSize, n - start);
                     long vectorCount = isa == DequantizeIsa.Scalar ? 0 : count / Step * Step;
-                    float scale = absmax[b];
-                    if (vectorCount > 0)
-                    {
-                        if (isa == DequantizeIsa.Avx512)
-                        {
-                            Avx512Block(packed + start / 2, scale, lut, start, vectorCount);
-                        }
-                        else
-                        {
-                            Avx2Block(packed + start / 2, scale, lut, start, vectorCount);
-                        }
-                    }
-                    ScalarRange(lut, scale, start + vectorCount, start + count);
+                    VectorRange(lut, start, start + vectorCount);
+                    ScalarRange(lut, start + vectorCount, start + count);
                 }
             }
         }
 
-        private void ScalarRange(float* lut, float scale, long from, long to)
+        private void VectorRange(float* lut, long from, long to)
+        {
+            if (to <= from)
+            {
+                return;
+            }
+            if (isa == DequantizeIsa.Avx512)
+            {
+                Avx512Range(lut, from, to);
+            }
+            else
+            {
+                Avx2Range(lut, from, to);
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void ScalarRange(float* lut, long from, long to)
         {
             for (long i = from; i < to; i++)
             {
                 byte pair = packed[i >> 1];
                 int code = (i & 1) == 0 ? pair >> 4 : pair & 15;
-                Write(i, lut[code] * scale);
+                Write(i, lut[code] * absmax[i >> blockShift]);
             }
         }
 
@@ -162,16 +175,17 @@ internal static unsafe class Dequantize4bitKernel
             }
         }
 
-        private void Avx512Block(byte* source, float scale, float* lut, long start, long count)
+        /// <summary>Elements [<paramref name="from"/>, <paramref name="to"/>), a whole number of 32-element steps.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Avx512Range(float* lut, long from, long to)
         {
             var lookup = Avx512F.LoadVector512(lut);
-            var factor = Vector512.Create(scale);
-            for (long k = 0; k < count; k += Step)
+            for (long i = from; i < to; i += Step)
             {
-                var (codes0, codes1) = Nibbles(Sse2.LoadVector128(source + k / 2));
+                var factor = Vector512.Create(absmax[i >> blockShift]);
+                var (codes0, codes1) = Nibbles(Sse2.LoadVector128(packed + i / 2));
                 var v0 = Avx512F.Multiply(Avx512F.PermuteVar16x32(lookup, Avx512F.ConvertToVector512Int32(codes0)), factor);
                 var v1 = Avx512F.Multiply(Avx512F.PermuteVar16x32(lookup, Avx512F.ConvertToVector512Int32(codes1)), factor);
-                long i = start + k;
                 switch (dtype)
                 {
                     case ScalarType.Float32:
@@ -190,19 +204,19 @@ internal static unsafe class Dequantize4bitKernel
             }
         }
 
-        private void Avx2Block(byte* source, float scale, float* lut, long start, long count)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Avx2Range(float* lut, long from, long to)
         {
             var low = Avx.LoadVector256(lut);
             var high = Avx.LoadVector256(lut + 8);
-            var factor = Vector256.Create(scale);
-            for (long k = 0; k < count; k += Step)
+            for (long i = from; i < to; i += Step)
             {
-                var (codes0, codes1) = Nibbles(Sse2.LoadVector128(source + k / 2));
+                var factor = Vector256.Create(absmax[i >> blockShift]);
+                var (codes0, codes1) = Nibbles(Sse2.LoadVector128(packed + i / 2));
                 var v0 = Avx.Multiply(Lookup(low, high, Avx2.ConvertToVector256Int32(codes0)), factor);
                 var v1 = Avx.Multiply(Lookup(low, high, Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(codes0, 8))), factor);
                 var v2 = Avx.Multiply(Lookup(low, high, Avx2.ConvertToVector256Int32(codes1)), factor);
                 var v3 = Avx.Multiply(Lookup(low, high, Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(codes1, 8))), factor);
-                long i = start + k;
                 switch (dtype)
                 {
                     case ScalarType.Float32:

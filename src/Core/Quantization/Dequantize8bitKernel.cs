@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using TorchSharp;
@@ -61,6 +62,7 @@ internal static unsafe class Dequantize8bitKernel
 
     private sealed class Job(byte* codes, float* absmax, void* output, ScalarType dtype, long n, int blockSize, float[] table, bool gather)
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Blocks(long first, long end)
         {
             fixed (float* lut = table)
@@ -89,6 +91,7 @@ internal static unsafe class Dequantize8bitKernel
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void GatherBlock(float* lut, float scale, long start, long count)
         {
             var factor = Vector256.Create(scale);
