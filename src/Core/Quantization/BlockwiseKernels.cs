@@ -161,15 +161,20 @@ internal static class BlockwiseKernels
     /// Writes <c>table[code] · absmax[block]</c> for one 8-bit code per element (1-D uint8 <paramref name="codes"/>)
     /// into the 1-D <paramref name="output"/>; <paramref name="table"/> is a float32 tensor of 256 entries. Contiguous
     /// CPU tensors go through <see cref="Dequantize8bitKernel"/>, others through torch ops, with the same bits.
+    /// <paramref name="offset"/>, when given, is added after the multiply (double quantization's mean of the absmax).
     /// </summary>
-    internal static void Dequantize8bit(Tensor codes, Tensor absmax, int blockSize, Tensor table, Tensor output)
+    internal static void Dequantize8bit(Tensor codes, Tensor absmax, int blockSize, Tensor table, Tensor output, float? offset = null)
     {
         if (Dequantize4bitKernel.Accepts(codes, absmax, output) && table.device_type == DeviceType.CPU && table.dtype == ScalarType.Float32 && table.numel() == 256)
         {
-            Dequantize8bitKernel.Run(codes, absmax, blockSize, table.contiguous().data<float>().ToArray(), output);
+            Dequantize8bitKernel.Run(codes, absmax, blockSize, table.contiguous().data<float>().ToArray(), output, offset);
             return;
         }
         Dequantize8bitTorch(codes, absmax, blockSize, table, output);
+        if (offset is { } value)
+        {
+            output.add_(value);
+        }
     }
 
     /// <summary>The torch-ops form of <see cref="Dequantize8bit"/> (any device), streamed in chunks; the kernel's reference in tests.</summary>

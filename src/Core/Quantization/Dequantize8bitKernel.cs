@@ -11,7 +11,8 @@ namespace LoraPS.Quantization;
 /// for one uint8 code per element and a 256-entry table, bit for bit what <see cref="BlockwiseKernels.Dequantize8bitTorch"/> gives.
 /// </summary>
 /// <remarks>
-/// Used for double-quantized absmax values (expanded before every 4-bit dequantization) and 8-bit optimizer states.
+/// Used for double-quantized absmax values (expanded before every 4-bit dequantization, with the offset added as a
+/// separate float32 rounding, as torch's <c>add_</c> after the multiply) and 8-bit optimizer states.
 /// AVX2 (also on AVX-512 CPUs: .NET 8 has no 512-bit gather) gathers 8 table entries per instruction; other CPUs take the scalar loop. Same rounding and threading rules
 /// as the 4-bit kernel.
 /// </remarks>
@@ -20,7 +21,7 @@ internal static unsafe class Dequantize8bitKernel
     private const int Step = 16;
 
     /// <summary>Dequantizes n = <c>output.numel()</c> codes; <paramref name="isa"/> defaults to the best this CPU has (AVX-512 runs the AVX2 gathers).</summary>
-    internal static void Run(Tensor codes, Tensor absmax, int blockSize, float[] table, Tensor output, DequantizeIsa? isa = null, int? threads = null)
+    internal static void Run(Tensor codes, Tensor absmax, int blockSize, float[] table, Tensor output, float? offset = null, DequantizeIsa? isa = null, int? threads = null)
     {
         BlockwiseKernels.CheckBlockSize(blockSize, nameof(blockSize));
         if (!Dequantize4bitKernel.Accepts(codes, absmax, output))
@@ -47,7 +48,7 @@ internal static unsafe class Dequantize8bitKernel
             return;
         }
         var job = new Job((byte*)Dequantize4bitKernel.Pointer(codes), (float*)Dequantize4bitKernel.Pointer(absmax), Dequantize4bitKernel.Pointer(output),
-            output.dtype, n, blockSize, table, chosen != DequantizeIsa.Scalar);
+            output.dtype, n, blockSize, table, offset, chosen != DequantizeIsa.Scalar);
         long blocksPerTask = Math.Max(1, Dequantize4bitKernel.ElementsPerTask / blockSize);
         long tasks = (blocks + blocksPerTask - 1) / blocksPerTask;
         int degree = (int)Math.Min(tasks, Math.Max(1, threads ?? torch.get_num_threads()));
@@ -60,8 +61,11 @@ internal static unsafe class Dequantize8bitKernel
             t => job.Blocks(t * blocksPerTask, Math.Min(blocks, (t + 1) * blocksPerTask)));
     }
 
-    private sealed class Job(byte* codes, float* absmax, void* output, ScalarType dtype, long n, int blockSize, float[] table, bool gather)
+    private sealed class Job(byte* codes, float* absmax, void* output, ScalarType dtype, long n, int blockSize, float[] table, float? offset, bool gather)
     {
+        private readonly bool addOffset = offset.HasValue;
+        private readonly float shift = offset ?? 0f;
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Blocks(long first, long end)
         {
@@ -80,6 +84,10 @@ internal static unsafe class Dequantize8bitKernel
                     for (long i = start + vectorCount; i < start + count; i++)
                     {
                         float value = lut[codes[i]] * scale;
+                        if (addOffset)
+                        {
+                            value += shift;
+                        }
                         switch (dtype)
                         {
                             case ScalarType.Float32: ((float*)output)[i] = value; break;
@@ -95,11 +103,17 @@ internal static unsafe class Dequantize8bitKernel
         private void GatherBlock(float* lut, float scale, long start, long count)
         {
             var factor = Vector256.Create(scale);
+            var added = Vector256.Create(shift);
             for (long i = start; i < start + count; i += Step)
             {
                 var bytes = Sse2.LoadVector128(codes + i);
                 var first = Avx.Multiply(Avx2.GatherVector256(lut, Avx2.ConvertToVector256Int32(bytes), 4), factor);
                 var second = Avx.Multiply(Avx2.GatherVector256(lut, Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(bytes, 8)), 4), factor);
+                if (addOffset)
+                {
+                    first = Avx.Add(first, added);
+                    second = Avx.Add(second, added);
+                }
                 switch (dtype)
                 {
                     case ScalarType.Float32:

@@ -71,8 +71,14 @@ public class Dequantize4bitKernelTests
                     foreach (int threads in new[] { 1, 2 })
                     {
                         var actual = full(n, float.NaN, dtype);
-                        Dequantize8bitKernel.Run(codes, absmax, blockSize, table.ToArray(), actual, isa, threads);
+                        Dequantize8bitKernel.Run(codes, absmax, blockSize, table.ToArray(), actual, null, isa, threads);
                         AssertSameBits(expected, actual, $"{name} {dtype} {isa} {threads} thread(s)");
+                        if (dtype == ScalarType.Float32)
+                        {
+                            var shifted = expected.clone().add_(-0.0123f);
+                            Dequantize8bitKernel.Run(codes, absmax, blockSize, table.ToArray(), actual, -0.0123f, isa, threads);
+                            AssertSameBits(shifted, actual, $"{name} {isa} {threads} thread(s) with an offset");
+                        }
                     }
                 }
                 var routed = full(n, float.NaN, dtype);
