@@ -144,6 +144,7 @@ public sealed class QloraBenchmark : IBenchmark
         }
         output.Write(table);
         var layers = LayerTimes(options, output);
+        var dequantize = DequantizeTimes(options, output);
         var quantize = QuantizeTimes(options, output);
         var ratios = Ratios(rows);
         foreach (var (name, value) in ratios) output.WriteLine($"{name}: {value:F3}");
@@ -153,7 +154,7 @@ public sealed class QloraBenchmark : IBenchmark
             Steps = options.Quick ? 1 : Math.Min(options.Iterations, m.Setup.Steps), Config = JsonDocument.Parse(m.Config).RootElement,
         });
         return new BenchmarkReport(Name, new { Models = setups },
-            [.. rows, .. layers, .. quantize, ratios]);
+            [.. rows, .. layers, .. dequantize, .. quantize, ratios]);
     }
 
     /// <summary>Quantizing one weight (what loading with -Quantize does per layer): milliseconds and weights per second.</summary>
@@ -178,42 +179,101 @@ public sealed class QloraBenchmark : IBenchmark
         return rows;
     }
 
-    /// <summary>One 1024→2816 projection (an MLP up_proj), forward + input gradient, fp32 vs nf4-dq with fp32 compute.</summary>
-    public sealed record LayerRow(string Case, int Tokens, double LinearMs, double QuantizedMs, double DequantizeMs, double Ratio);
+    /// <summary>One 1024→2816 projection (an MLP up_proj), forward + input gradient, plain Linear vs nf4-dq, in one compute dtype.</summary>
+    public sealed record LayerRow(string Case, string Compute, int Tokens, double LinearMs, double QuantizedMs, double DequantizeMs, double Ratio);
 
     /// <summary>
     /// Where dequantization stops mattering: it costs the same whatever the batch, the matmul grows with the tokens.
-    /// Interleaved timing of a plain frozen Linear and a <see cref="QuantizedLinear"/> (and of dequantization alone).
+    /// Interleaved timing of a plain frozen Linear and a <see cref="QuantizedLinear"/> (and of dequantization alone),
+    /// with bf16 and with fp32 compute.
     /// </summary>
     List<LayerRow> LayerTimes(BenchmarkOptions options, TextWriter output)
     {
         var rows = new List<LayerRow>();
-        var table = new ResultTable("layer 1024→2816", "tokens", "fp32 Linear ms", "nf4-dq ms", "dequantize ms", "ratio");
+        var table = new ResultTable("layer 1024→2816", "compute", "tokens", "Linear ms", "nf4-dq ms", "dequantize ms", "ratio");
         using var scope = NewDisposeScope();
         var weight = randn(2816, 1024) * 0.02;
-        using var linear = nn.Linear(1024, 2816, hasBias: false);
-        using (no_grad()) linear.weight!.copy_(weight);
-        linear.weight!.requires_grad = false;
-        using var quantized = new QuantizedLinear(QuantizedTensor.Quantize(weight, QuantType.NF4, doubleQuant: true), null, ScalarType.Float32);
-        var buffer = empty(2816, 1024);
-        foreach (var tokens in new[] { 64, 256, 1024 })
+        foreach (var (computeName, compute) in new[] { ("bf16", ScalarType.BFloat16), ("fp32", ScalarType.Float32) })
         {
-            var label = $"layer/{tokens}";
-            if (!options.Includes(label)) continue;
-            var x = randn(tokens, 1024).requires_grad_(true);
-            var grad = randn(tokens, 2816);
-            Action Pass(nn.Module<Tensor, Tensor> layer) => () =>
+            using var linear = nn.Linear(1024, 2816, hasBias: false, dtype: compute);
+            using (no_grad()) linear.weight!.copy_(weight);
+            linear.weight!.requires_grad = false;
+            using var quantized = new QuantizedLinear(QuantizedTensor.Quantize(weight, QuantType.NF4, doubleQuant: true), null, compute);
+            var buffer = empty(new long[] { 2816, 1024 }, compute);
+            foreach (var tokens in new[] { 64, 256, 1024 })
             {
-                using var s = NewDisposeScope();
-                x.grad?.zero_();
-                (layer.forward(x) * grad).sum().backward();
-            };
-            var times = Timing.MeasureInterleaved([("linear", Pass(linear)), ("quantized", Pass(quantized)), ("dequantize", () => quantized.Weight.DequantizeInto(buffer))],
-                options.Quick ? 1 : 2, options.Quick ? 3 : 10);
-            var row = new LayerRow(label, tokens, times["linear"].Median, times["quantized"].Median, times["dequantize"].Median,
-                times["quantized"].Median / times["linear"].Median);
-            rows.Add(row);
-            table.Add(label, tokens, row.LinearMs, row.QuantizedMs, row.DequantizeMs, row.Ratio);
+                var label = $"layer/{computeName}/{tokens}";
+                if (!options.Includes(label)) continue;
+                var x = randn(tokens, 1024).to_type(compute).requires_grad_(true);
+                var grad = randn(tokens, 2816).to_type(compute);
+                Action Pass(nn.Module<Tensor, Tensor> layer) => () =>
+                {
+                    using var s = NewDisposeScope();
+                    x.grad?.zero_();
+                    (layer.forward(x) * grad).sum().backward();
+                };
+                var times = Timing.MeasureInterleaved([("linear", Pass(linear)), ("quantized", Pass(quantized)), ("dequantize", () => quantized.Weight.DequantizeInto(buffer))],
+                    options.Quick ? 1 : 2, options.Quick ? 3 : 10);
+                var row = new LayerRow(label, computeName, tokens, times["linear"].Median, times["quantized"].Median, times["dequantize"].Median,
+                    times["quantized"].Median / times["linear"].Median);
+                rows.Add(row);
+                table.Add(label, computeName, tokens, row.LinearMs, row.QuantizedMs, row.DequantizeMs, row.Ratio);
+            }
+        }
+        if (rows.Count > 0) output.Write(table);
+        return rows;
+    }
+
+    /// <summary>Dequantizing one nf4-dq weight into a reused buffer: the torch-ops path against the CPU kernel.</summary>
+    public sealed record DequantizeRow(string Case, string Shape, string Output, string Path, int Threads, long Elements, double Ms, double MillionWeightsPerSecond);
+
+    /// <summary>
+    /// Throughput of the 4-bit dequantization itself (the double-quantized absmax is expanded once beforehand, as
+    /// <see cref="QuantizedTensor.DequantizeInto"/> does first): old torch path vs <see cref="Dequantize4bitKernel"/>,
+    /// bf16 and fp32 output, 1 and 2 threads, on an MLP weight of the qlora models (2816×1024) and of a 3B model (8640×3200).
+    /// </summary>
+    static List<DequantizeRow> DequantizeTimes(BenchmarkOptions options, TextWriter output)
+    {
+        var rows = new List<DequantizeRow>();
+        var table = new ResultTable("dequantize nf4-dq", "output", "path", "threads", "ms", "M weights/s");
+        int savedThreads = get_num_threads();
+        try
+        {
+            foreach (var (outFeatures, inFeatures) in new[] { (2816, 1024), (8640, 3200) })
+            {
+                using var scope = NewDisposeScope();
+                using var q = QuantizedTensor.Quantize(randn(outFeatures, inFeatures) * 0.02, QuantType.NF4, doubleQuant: true);
+                var absmax = q.State.DequantizeAbsmax();
+                var packed = q.Data.view(-1);
+                var codebook = Codebooks.NF4.ToArray();
+                var pairs = BlockwiseKernels.PairTable("nf4", Codebooks.NF4, CPU);
+                foreach (var (outputName, dtype) in new[] { ("bf16", ScalarType.BFloat16), ("fp32", ScalarType.Float32) })
+                {
+                    var buffer = empty(q.NumElements, dtype);
+                    foreach (int threads in new[] { 1, 2 })
+                    {
+                        foreach (var (path, run) in new (string, Action)[]
+                        {
+                            ("torch", () => BlockwiseKernels.Dequantize4bitTorch(packed, absmax, q.BlockSize, pairs, buffer)),
+                            ("kernel", () => Dequantize4bitKernel.Run(packed, absmax, q.BlockSize, codebook, buffer)),
+                        })
+                        {
+                            var shape = $"{outFeatures}x{inFeatures}";
+                            var label = $"layer-dequantize/{shape}/{outputName}/{path}/{threads}t";
+                            if (!options.Includes(label)) continue;
+                            set_num_threads(threads);
+                            var time = Timing.Measure(run, options.Quick ? 1 : 3, options.Quick ? 5 : 20);
+                            var row = new DequantizeRow(label, shape, outputName, path, threads, q.NumElements, time.Median, q.NumElements / time.Median / 1000.0);
+                            rows.Add(row);
+                            table.Add(label, outputName, path, threads, row.Ms, row.MillionWeightsPerSecond);
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            set_num_threads(savedThreads);
         }
         if (rows.Count > 0) output.Write(table);
         return rows;

@@ -113,12 +113,27 @@ internal static class BlockwiseKernels
             return Codebooks.Detached(pairs.MoveToOuterDisposeScope());
         });
 
+    private static readonly ConcurrentDictionary<string, float[]> tables = new();
+
     /// <summary>
     /// Writes <c>table[code] · absmax[block]</c> for the 4-bit codes packed in <paramref name="packed"/> (1-D uint8)
     /// into the 1-D <paramref name="output"/> (float32/bfloat16/float16, n elements). The product is formed in float32
-    /// and rounded once to the output dtype, as bnb's CUDA and CPU kernels do.
+    /// and rounded once to the output dtype, as bnb's CUDA and CPU kernels do. Contiguous CPU tensors go through
+    /// <see cref="Dequantize4bitKernel"/>; other devices through torch ops (<see cref="Dequantize4bitTorch"/>), with the
+    /// same bits.
     /// </summary>
-    internal static void Dequantize4bit(Tensor packed, Tensor absmax, int blockSize, Tensor pairTable, Tensor output)
+    internal static void Dequantize4bit(Tensor packed, Tensor absmax, int blockSize, string name, IReadOnlyList<float> table, Tensor output)
+    {
+        if (Dequantize4bitKernel.Accepts(packed, absmax, output))
+        {
+            Dequantize4bitKernel.Run(packed, absmax, blockSize, tables.GetOrAdd(name, _ => table.ToArray()), output);
+            return;
+        }
+        Dequantize4bitTorch(packed, absmax, blockSize, PairTable(name, table, output.device), output);
+    }
+
+    /// <summary>The torch-ops form of <see cref="Dequantize4bit"/> (any device), streamed in chunks; the kernel's reference in tests.</summary>
+    internal static void Dequantize4bitTorch(Tensor packed, Tensor absmax, int blockSize, Tensor pairTable, Tensor output)
     {
         long n = output.shape[0];
         long fullElements = n / blockSize * blockSize;
@@ -144,9 +159,26 @@ internal static class BlockwiseKernels
 
     /// <summary>
     /// Writes <c>table[code] · absmax[block]</c> for one 8-bit code per element (1-D uint8 <paramref name="codes"/>)
-    /// into the 1-D <paramref name="output"/>; <paramref name="table"/> is a float32 tensor of 256 entries.
+    /// into the 1-D <paramref name="output"/>; <paramref name="table"/> is a float32 tensor of 256 entries. Contiguous
+    /// CPU tensors go through <see cref="Dequantize8bitKernel"/>, others through torch ops, with the same bits.
+    /// <paramref name="offset"/>, when given, is added after the multiply (double quantization's mean of the absmax).
     /// </summary>
-    internal static void Dequantize8bit(Tensor codes, Tensor absmax, int blockSize, Tensor table, Tensor output)
+    internal static void Dequantize8bit(Tensor codes, Tensor absmax, int blockSize, Tensor table, Tensor output, float? offset = null)
+    {
+        if (Dequantize4bitKernel.Accepts(codes, absmax, output) && table.device_type == DeviceType.CPU && table.dtype == ScalarType.Float32 && table.numel() == 256)
+        {
+            Dequantize8bitKernel.Run(codes, absmax, blockSize, table.contiguous().data<float>().ToArray(), output, offset);
+            return;
+        }
+        Dequantize8bitTorch(codes, absmax, blockSize, table, output);
+        if (offset is { } value)
+        {
+            output.add_(value);
+        }
+    }
+
+    /// <summary>The torch-ops form of <see cref="Dequantize8bit"/> (any device), streamed in chunks; the kernel's reference in tests.</summary>
+    internal static void Dequantize8bitTorch(Tensor codes, Tensor absmax, int blockSize, Tensor table, Tensor output)
     {
         long n = output.shape[0];
         for (long start = 0; start < n; start += ChunkElements)

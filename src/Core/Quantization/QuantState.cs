@@ -70,8 +70,8 @@ public sealed class QuantState : IDisposable
             return Absmax.to_type(ScalarType.Float32, copy: true);
         }
         var absmax = empty(Absmax.shape[0], ScalarType.Float32, Absmax.device);
-        BlockwiseKernels.Dequantize8bit(Absmax.view(-1), Nested.Absmax, Nested.BlockSize, Nested.Code, absmax);
-        return absmax.add_(Nested.Offset);
+        BlockwiseKernels.Dequantize8bit(Absmax.view(-1), Nested.Absmax, Nested.BlockSize, Nested.Code, absmax, Nested.Offset);
+        return absmax;
     }
 
     public void Dispose()

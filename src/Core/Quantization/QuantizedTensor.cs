@@ -215,8 +215,7 @@ public sealed class QuantizedTensor : IDisposable
             return;
         }
         var absmax = IsDoubleQuantized ? State.DequantizeAbsmax() : State.Absmax;
-        var pairs = BlockwiseKernels.PairTable(QuantType.ToBitsAndBytesName(), Codebooks.For(QuantType), Device);
-        BlockwiseKernels.Dequantize4bit(Data.view(-1), absmax, BlockSize, pairs, flatOutput);
+        BlockwiseKernels.Dequantize4bit(Data.view(-1), absmax, BlockSize, QuantType.ToBitsAndBytesName(), Codebooks.For(QuantType), flatOutput);
     }
 
     /// <summary>
