@@ -67,7 +67,8 @@ public sealed class QloraBenchmark : IBenchmark
         int Batch = 0, int SequenceLength = 0, bool GradientCheckpointing = false, double TokensPerSecond = 0);
 
     /// <summary>RSS after a phase of the first training step, and the peak within it (the peak is reset before each phase).</summary>
-    public sealed record Phase(string Name, double RssMb, double PeakMb, double AnonMb, double FileMb);
+    /// <remarks><paramref name="HeapInUseMb"/>: bytes glibc's malloc has handed out and not had back (mallinfo2), where RSS also counts freed heap it kept.</remarks>
+    public sealed record Phase(string Name, double RssMb, double PeakMb, double AnonMb, double FileMb, double? HeapInUseMb = null);
 
     // Same blocks in both: 12 layers of hidden 1024, MLP 2816 (154.1M linear weights). With vocab 32000 and an untied
     // head, embedding + head are 30% of the parameters and stay unquantized; with vocab 8000 they are 9.6%, closer to a
@@ -408,7 +409,7 @@ public sealed class QloraBenchmark : IBenchmark
         {
             if (losses.Count > 0) return;
             phases.Add(new Phase(phase, Mb(ProcessMemory.CurrentRssBytes()), Mb(ProcessMemory.PeakRssBytes()),
-                Mb(ProcessMemory.StatusBytes("RssAnon:")), Mb(ProcessMemory.StatusBytes("RssFile:"))));
+                Mb(ProcessMemory.StatusBytes("RssAnon:")), Mb(ProcessMemory.StatusBytes("RssFile:")), LoraPS.Runtime.NativeHeap.AllocatedBytes() / 1048576.0));
             ProcessMemory.TryResetPeak();
             if (Environment.GetEnvironmentVariable("LORAPS_QLORA_SMAPS") is { } dump) File.Copy("/proc/self/smaps", $"{dump}-{phase.Replace(' ', '_')}.txt", true);
         }

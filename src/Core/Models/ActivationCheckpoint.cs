@@ -1,3 +1,4 @@
+using LoraPS.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -42,6 +43,21 @@ internal static class ActivationCheckpoint
         return CheckpointFunction.apply(x, new CheckpointCall(block, constants));
     }
 
+    /// <summary>Inputs of at least this many bytes (a 512-token sequence at hidden 1024 in bf16) make a heap trim worth its cost.</summary>
+    const long TrimInputBytes = 1 << 20;
+
+    /// <summary>
+    /// Gives the C heap's freed pages back after a block has run (see <see cref="NativeHeap.Trim"/>), when the block's
+    /// activations are large. A block's temporaries are freed when it returns, but glibc keeps them in its heap, where
+    /// the saved inputs of the next blocks pin them between live chunks: measured on a 3.4B Llama at 512 tokens, the heap
+    /// grew 560 MB during a checkpointed forward that held 186 MB of live tensors, and the training step peaked 1.4 GB
+    /// above the loaded model instead of 0.5 GB. Small models skip it: the trim costs more than their blocks.
+    /// </summary>
+    internal static void ReleaseFreedHeap(Tensor activation)
+    {
+        if (activation.NumberOfElements * activation.ElementSize >= TrimInputBytes) NativeHeap.Trim();
+    }
+
     /// <summary>The block and its constants, passed as one non-tensor argument so autograd never differentiates the constants.</summary>
     internal sealed record CheckpointCall(CheckpointedBlock Block, IReadOnlyList<Tensor?> Constants);
 }
@@ -60,7 +76,9 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
         // The generator state is torch's preserve_rng_state: the recomputation must draw the same dropout masks.
         ctx.save_for_backward([x, random.get_rng_state(), .. call.Constants]);
         ctx.save_data("block", call.Block);
-        return call.Block(x, call.Constants);
+        var y = call.Block(x, call.Constants);
+        ActivationCheckpoint.ReleaseFreedHeap(x);
+        return y;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
@@ -87,6 +105,7 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
             }
             grad = (input.grad ?? zeros_like(input)).DetachFromDisposeScope();
         }
+        ActivationCheckpoint.ReleaseFreedHeap(grad);
         // The handle ownership QuantizedMatmul.backward explains: free the incoming handle now and the returned one at
         // the next call, once libtorch has taken its own reference.
         grad_output.Dispose();

@@ -1,3 +1,4 @@
+using LoraPS.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -73,7 +74,10 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         ObjectDisposedException.ThrowIf(_disposed, this);
         using var scope = NewDisposeScope();
         var inputDType = x.dtype;
-        var y = QuantizedMatmul.apply(x.to(ComputeDType), this);
+        var input = x.to(ComputeDType);
+        // Only an input that needs a gradient needs the autograd node; without one (inference, and the no-grad forward of
+        // a checkpointed layer) TorchSharp's custom-function bookkeeping would only cost time and keep handles alive.
+        var y = is_grad_enabled() && input.requires_grad ? QuantizedMatmul.apply(input, this) : MultiplyTransposed(input);
         if (bias is not null) y = y + bias;
         return y.to(inputDType).MoveToOuterDisposeScope();
     }
@@ -131,9 +135,6 @@ internal sealed class QuantizedMatmul : autograd.SingleTensorFunction<QuantizedM
         return layer.MultiplyTransposed(x);
     }
 
-    static readonly object s_returnedLock = new();
-    static Tensor? s_returned;
-
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         var layer = (QuantizedLinear)ctx.get_data("layer");
@@ -149,11 +150,7 @@ internal sealed class QuantizedMatmul : autograd.SingleTensorFunction<QuantizedM
         // 170M model) instead of until autograd is done with them. So free the incoming handle now, and the returned one
         // at the next call, once libtorch has copied it.
         grad_output.Dispose();
-        lock (s_returnedLock)
-        {
-            s_returned?.Dispose();
-            s_returned = grad;
-        }
+        ReturnedGradient.Hold(grad);
         return [grad, null!];
     }
 }
