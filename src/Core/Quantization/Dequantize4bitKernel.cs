@@ -89,16 +89,26 @@ internal static unsafe class Dequantize4bitKernel
             return;
         }
         var job = new Job((byte*)Pointer(packed), (float*)Pointer(absmax), Pointer(output), output.dtype, n, blockSize, table, chosen);
+        ForBlocks(blocks, blockSize, threads, job.Blocks);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(first, end) over the blocks [0, <paramref name="blocks"/>) in tasks of about
+    /// <see cref="ElementsPerTask"/> elements, on at most <paramref name="threads"/> workers (default: torch's thread count,
+    /// so OMP_NUM_THREADS=1 still means one thread); on the calling thread alone when one worker would do.
+    /// </summary>
+    internal static void ForBlocks(long blocks, int blockSize, int? threads, Action<long, long> body)
+    {
         long blocksPerTask = Math.Max(1, ElementsPerTask / blockSize);
         long tasks = (blocks + blocksPerTask - 1) / blocksPerTask;
         int degree = (int)Math.Min(tasks, Math.Max(1, threads ?? torch.get_num_threads()));
         if (degree <= 1)
         {
-            job.Blocks(0, blocks);
+            body(0, blocks);
             return;
         }
         Parallel.For(0L, tasks, new ParallelOptions { MaxDegreeOfParallelism = degree },
-            t => job.Blocks(t * blocksPerTask, Math.Min(blocks, (t + 1) * blocksPerTask)));
+            t => body(t * blocksPerTask, Math.Min(blocks, (t + 1) * blocksPerTask)));
     }
 
     /// <summary>

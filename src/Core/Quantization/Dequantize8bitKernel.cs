@@ -49,16 +49,7 @@ internal static unsafe class Dequantize8bitKernel
         }
         var job = new Job((byte*)Dequantize4bitKernel.Pointer(codes), (float*)Dequantize4bitKernel.Pointer(absmax), Dequantize4bitKernel.Pointer(output),
             output.dtype, n, blockSize, table, offset, chosen != DequantizeIsa.Scalar);
-        long blocksPerTask = Math.Max(1, Dequantize4bitKernel.ElementsPerTask / blockSize);
-        long tasks = (blocks + blocksPerTask - 1) / blocksPerTask;
-        int degree = (int)Math.Min(tasks, Math.Max(1, threads ?? torch.get_num_threads()));
-        if (degree <= 1)
-        {
-            job.Blocks(0, blocks);
-            return;
-        }
-        Parallel.For(0L, tasks, new ParallelOptions { MaxDegreeOfParallelism = degree },
-            t => job.Blocks(t * blocksPerTask, Math.Min(blocks, (t + 1) * blocksPerTask)));
+        Dequantize4bitKernel.ForBlocks(blocks, blockSize, threads, job.Blocks);
     }
 
     private sealed class Job(byte* codes, float* absmax, void* output, ScalarType dtype, long n, int blockSize, float[] table, float? offset, bool gather)
