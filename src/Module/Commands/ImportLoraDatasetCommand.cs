@@ -28,7 +28,7 @@ namespace LoraPS.Module.Commands;
 /// </example>
 [Cmdlet(VerbsData.Import, "LoraDataset", DefaultParameterSetName = PathSet)]
 [OutputType(typeof(Dataset))]
-public sealed class ImportLoraDatasetCommand : LoraCmdlet
+public sealed class ImportLoraDatasetCommand : DatasetCmdlet
 {
     const string PathSet = "Path", LiteralPathSet = "LiteralPath", InputObjectSet = "InputObject";
 
@@ -51,49 +51,6 @@ public sealed class ImportLoraDatasetCommand : LoraCmdlet
     [ValidateNotNull]
     public PSObject InputObject { get; set; } = null!;
 
-    /// <summary>The kind of data: Auto (from the first record's property names), Instruction, Text or Classification.</summary>
-    /// <value>Default: Auto.</value>
-    [Parameter]
-    public DatasetFormat Format { get; set; } = DatasetFormat.Auto;
-
-    /// <summary>The property that holds the instruction (default: instruction, prompt, question or context).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? PromptProperty { get; set; }
-
-    /// <summary>The property that holds the optional input of an instruction (default: input).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? InputProperty { get; set; }
-
-    /// <summary>The property that holds the response (default: output, response, completion or answer).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? ResponseProperty { get; set; }
-
-    /// <summary>The property that holds the text of plain-text or classification data (default: text, or sentence).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? TextProperty { get; set; }
-
-    /// <summary>The property that holds the class label of classification data (default: label).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? LabelProperty { get; set; }
-
-    DatasetReadOptions ReadOptions => new()
-    {
-        Format = Format,
-        Properties = new PropertyMapping
-        {
-            PromptProperty = PromptProperty,
-            InputProperty = InputProperty,
-            ResponseProperty = ResponseProperty,
-            TextProperty = TextProperty,
-            LabelProperty = LabelProperty,
-        },
-    };
-
     protected override void ProcessRecord()
     {
         if (ParameterSetName == InputObjectSet)
@@ -102,7 +59,7 @@ public sealed class ImportLoraDatasetCommand : LoraCmdlet
             return;
         }
         string file = ResolveSingleExistingFileSystemPath(ParameterSetName == LiteralPathSet ? LiteralPath : Path, ParameterSetName == LiteralPathSet);
-        var dataset = RunEngine(token => DatasetReader.ReadFile(file, ReadOptions, token), file);
+        var dataset = RunEngine(token => DatasetReader.ReadFile(file, ReadOptions(), token), file);
         WriteVerbose($"Read {dataset}");
         WriteObject(dataset);
     }
@@ -112,7 +69,7 @@ public sealed class ImportLoraDatasetCommand : LoraCmdlet
         if (ParameterSetName != InputObjectSet) return;
         if (_records.Count == 0)
             ThrowTerminating(ErrorIds.InvalidData, ErrorCategory.InvalidData, "No records came from the pipeline; pipe objects with the example's properties.");
-        var dataset = RunEngine(token => DatasetReader.FromDictionaries(_records, ReadOptions, cancellationToken: token));
+        var dataset = RunEngine(token => DatasetReader.FromDictionaries(_records, ReadOptions(), cancellationToken: token));
         WriteVerbose($"Read {dataset}");
         WriteObject(dataset);
     }

@@ -69,7 +69,7 @@ namespace LoraPS.Module.Commands;
 /// </example>
 [Cmdlet(VerbsLifecycle.Start, "LoraFinetune", DefaultParameterSetName = DatasetSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(TrainingResult))]
-public sealed class StartLoraFinetuneCommand : LoraCmdlet
+public sealed class StartLoraFinetuneCommand : DatasetCmdlet
 {
     const string DatasetSet = "Dataset", DataPathSet = "DataPath", InputObjectSet = "InputObject";
 
@@ -95,36 +95,6 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     [Parameter(Mandatory = true, ParameterSetName = InputObjectSet, ValueFromPipeline = true)]
     [ValidateNotNull]
     public PSObject InputObject { get; set; } = null!;
-
-    /// <summary>The kind of data in -DataPath, -ValidationPath or the pipeline records: Auto (from the property names), Instruction, Text or Classification.</summary>
-    /// <value>Default: Auto.</value>
-    [Parameter]
-    public DatasetFormat Format { get; set; } = DatasetFormat.Auto;
-
-    /// <summary>The property of -DataPath/pipeline records that holds the instruction (default: instruction, prompt, question or context).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? PromptProperty { get; set; }
-
-    /// <summary>The property that holds the optional input of an instruction (default: input).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? InputProperty { get; set; }
-
-    /// <summary>The property that holds the response (default: output, response, completion or answer).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? ResponseProperty { get; set; }
-
-    /// <summary>The property that holds the text of plain-text or classification data (default: text, or sentence).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? TextProperty { get; set; }
-
-    /// <summary>The property that holds the class label of classification data (default: label).</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? LabelProperty { get; set; }
 
     /// <summary>A separate validation dataset; not together with -ValidationFraction or -ValidationPath.</summary>
     [Parameter]
@@ -299,20 +269,6 @@ public sealed class StartLoraFinetuneCommand : LoraCmdlet
     QuantizationOptions? _quantization;
 
     bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
-
-    DatasetReadOptions ReadOptions(LabelMap? labels = null) => new()
-    {
-        Format = Format,
-        Properties = new PropertyMapping
-        {
-            PromptProperty = PromptProperty,
-            InputProperty = InputProperty,
-            ResponseProperty = ResponseProperty,
-            TextProperty = TextProperty,
-            LabelProperty = LabelProperty,
-        },
-        Labels = labels,
-    };
 
     protected override void BeginProcessing()
     {
